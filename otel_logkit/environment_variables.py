@@ -1,0 +1,62 @@
+"""The ``LOGKIT_*`` environment variables: one constant each, its value its own name.
+
+Settings, ``otel-logkit doctor`` and the README table are all driven from this module
+(a unit test keeps the README table in sync).
+"""
+
+from __future__ import annotations
+
+LOGKIT_ENV = "LOGKIT_ENV"
+"""Deployment environment: ``dev``, ``test`` or ``prod`` (default ``dev``). Sets the default
+log level and the resource attribute ``deployment.environment.name``."""
+
+LOGKIT_LOG_LEVEL = "LOGKIT_LOG_LEVEL"
+"""Minimum level for stdout and export: ``DEBUG``, ``INFO``, ``WARNING``, ``ERROR``, ``CRITICAL``.
+Default by environment: dev ``DEBUG``, test ``INFO``, prod ``WARNING``."""
+
+LOGKIT_LOG_FORMAT = "LOGKIT_LOG_FORMAT"
+"""stdout rendering: ``json`` (one object per line, default) or ``console`` (coloured, for humans)."""
+
+LOGKIT_REQUEST_ID_HEADER = "LOGKIT_REQUEST_ID_HEADER"
+"""HTTP header carrying the request id, honoured on requests, echoed on responses and sent on
+outbound calls (default ``X-Request-ID``)."""
+
+LOGKIT_GATEWAYS = "LOGKIT_GATEWAYS"
+"""Outbound gateways whose calls get named spans and sanitized summaries:
+``kind=host[,host...][;kind=host...]``, a host may start with ``*.`` (default: none)."""
+
+LOGKIT_REDACT_KEYS = "LOGKIT_REDACT_KEYS"
+"""Extra key names to redact, comma-separated, case-insensitive (default: none)."""
+
+LOGKIT_BODY_SUMMARY_MAX = "LOGKIT_BODY_SUMMARY_MAX"
+"""Bytes kept in a body or parameter summary (default ``512``)."""
+
+LOGKIT_TRUSTED_PROXIES = "LOGKIT_TRUSTED_PROXIES"
+"""Comma-separated CIDRs of reverse proxies whose ``X-Forwarded-For`` is believed when deriving
+``client_ip`` (default: none, the socket peer is the client)."""
+
+LOGKIT_EXCLUDED_URLS = "LOGKIT_EXCLUDED_URLS"
+"""Comma-separated path regexes with no access line (e.g. health checks); falls back to
+``OTEL_PYTHON_EXCLUDED_URLS`` (default: none)."""
+
+LOGKIT_EXPORT_QUEUE_SIZE = "LOGKIT_EXPORT_QUEUE_SIZE"
+"""Log records held for OTLP export before new ones are dropped from the export (never from
+stdout) and counted (default ``20000``)."""
+
+LOGKIT_SHUTDOWN_TIMEOUT = "LOGKIT_SHUTDOWN_TIMEOUT"
+"""Seconds a process spends flushing logs and spans on SIGTERM, SIGINT or exit (default ``5``)."""
+
+ALL: tuple[str, ...] = (
+    LOGKIT_ENV,
+    LOGKIT_LOG_LEVEL,
+    LOGKIT_LOG_FORMAT,
+    LOGKIT_REQUEST_ID_HEADER,
+    LOGKIT_GATEWAYS,
+    LOGKIT_REDACT_KEYS,
+    LOGKIT_BODY_SUMMARY_MAX,
+    LOGKIT_TRUSTED_PROXIES,
+    LOGKIT_EXCLUDED_URLS,
+    LOGKIT_EXPORT_QUEUE_SIZE,
+    LOGKIT_SHUTDOWN_TIMEOUT,
+)
+"""Every variable above, in documentation order."""

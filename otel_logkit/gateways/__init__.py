@@ -1,0 +1,1 @@
+"""Outbound gateway calls (payment, SMS, ...): rules, hooks and sanitized summaries."""

@@ -1,0 +1,1 @@
+"""The logging chain: structlog processors, the stdlib bridge and OTLP emission."""

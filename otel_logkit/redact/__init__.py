@@ -1,0 +1,1 @@
+"""Redaction of secrets and personal data wherever data leaves the process."""

@@ -1,0 +1,1 @@
+"""Request context for web frameworks: ASGI (FastAPI/Starlette) and WSGI (Flask)."""
