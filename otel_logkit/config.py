@@ -124,11 +124,15 @@ class Settings:
             service=service,
             env=env,
             log_level=log_level,
-            log_format=_choice(ev.LOGKIT_LOG_FORMAT, get(ev.LOGKIT_LOG_FORMAT) or "json", LOG_FORMATS, lower=True),
+            log_format=_choice(
+                ev.LOGKIT_LOG_FORMAT, get(ev.LOGKIT_LOG_FORMAT) or "json", LOG_FORMATS, lower=True
+            ),
             request_id_header=_header(ev.LOGKIT_REQUEST_ID_HEADER, get(ev.LOGKIT_REQUEST_ID_HEADER)),
             gateways=parse_gateways(get(ev.LOGKIT_GATEWAYS) or "", ev.LOGKIT_GATEWAYS),
             redact_keys=_redact_keys(get(ev.LOGKIT_REDACT_KEYS)),
-            body_summary_max=_int(ev.LOGKIT_BODY_SUMMARY_MAX, get(ev.LOGKIT_BODY_SUMMARY_MAX), 512, 16, 1 << 20),
+            body_summary_max=_int(
+                ev.LOGKIT_BODY_SUMMARY_MAX, get(ev.LOGKIT_BODY_SUMMARY_MAX), 512, 16, 1 << 20
+            ),
             trusted_proxies=_networks(ev.LOGKIT_TRUSTED_PROXIES, get(ev.LOGKIT_TRUSTED_PROXIES)),
             excluded_urls=_excluded_urls(environ),
             export_queue_size=_int(
@@ -236,7 +240,11 @@ def _networks(variable: str, value: str | None) -> tuple[Network, ...]:
 
 
 def _excluded_urls(environ: Mapping[str, str]) -> tuple[str, ...]:
-    for variable in (ev.LOGKIT_EXCLUDED_URLS, "OTEL_PYTHON_FASTAPI_EXCLUDED_URLS", "OTEL_PYTHON_EXCLUDED_URLS"):
+    for variable in (
+        ev.LOGKIT_EXCLUDED_URLS,
+        "OTEL_PYTHON_FASTAPI_EXCLUDED_URLS",
+        "OTEL_PYTHON_EXCLUDED_URLS",
+    ):
         value = (environ.get(variable) or "").strip()
         if not value:
             continue
@@ -245,7 +253,9 @@ def _excluded_urls(environ: Mapping[str, str]) -> tuple[str, ...]:
             try:
                 re.compile(pattern)
             except re.error:
-                raise ConfigError(variable, value, "comma-separated regular expressions such as /health") from None
+                raise ConfigError(
+                    variable, value, "comma-separated regular expressions such as /health"
+                ) from None
         return patterns
     return ()
 

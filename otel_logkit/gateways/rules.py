@@ -11,7 +11,9 @@ from otel_logkit.exceptions import ConfigError
 _KIND = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 _LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
 _HOST = re.compile(rf"(\*\.)?{_LABEL}(\.{_LABEL})*")
-_ACCEPTED = "kind=host[,host...][;kind=host...] with kind like 'payment' and hosts like api.stripe.com or *.adyen.com"
+_ACCEPTED = (
+    "kind=host[,host...][;kind=host...] with kind like 'payment' and hosts like api.stripe.com or *.adyen.com"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,8 +48,8 @@ def parse_gateways(value: str, variable: str = LOGKIT_GATEWAYS) -> tuple[Gateway
     """
     rules: list[GatewayRule] = []
     seen: set[str] = set()
-    for part in value.split(";"):
-        part = part.strip()
+    for raw_part in value.split(";"):
+        part = raw_part.strip()
         if not part:
             continue
         kind, sep, hosts_text = part.partition("=")

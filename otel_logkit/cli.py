@@ -1,0 +1,164 @@
+"""Command-line entry points: ``otel-logkit-instrument`` and ``otel-logkit doctor``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Sequence
+from typing import Any
+
+from otel_logkit import environment_variables as ev
+from otel_logkit.config import Settings
+from otel_logkit.exceptions import ConfigError
+
+_SECRET_WORDS = ("authorization", "api-key", "apikey", "api_key", "token", "secret", "password", "key")
+
+
+def instrument_main() -> None:
+    """``otel-logkit-instrument [opentelemetry-instrument options] COMMAND [ARGS...]``.
+
+    Validates the configuration (including values given as options) before handing over to the
+    official runner, which execs COMMAND with otel-logkit's distro and configurator selected.
+    """
+    from opentelemetry.instrumentation import auto_instrumentation
+
+    os.environ.setdefault("OTEL_PYTHON_DISTRO", "otel_logkit")
+    os.environ.setdefault("OTEL_PYTHON_CONFIGURATOR", "otel_logkit")
+    real_execl = auto_instrumentation.execl  # type: ignore[attr-defined]
+
+    def checked_execl(executable: str | None, *args: str) -> None:
+        _validate_or_exit()
+        if executable is None:
+            sys.stderr.write(f"otel-logkit-instrument: command not found: {args[0] if args else ''}\n")
+            raise SystemExit(127)
+        real_execl(executable, *args)
+
+    auto_instrumentation.execl = checked_execl  # type: ignore[attr-defined,assignment]
+    auto_instrumentation.run()
+
+
+def _validate_or_exit() -> Settings:
+    try:
+        return Settings.from_env()
+    except ConfigError as error:
+        sys.stderr.write(f"otel-logkit: {error}\n")
+        raise SystemExit(2) from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``otel-logkit doctor``: print the effective configuration and check the OTLP endpoint."""
+    parser = argparse.ArgumentParser(prog="otel-logkit", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    doctor = sub.add_parser("doctor", help="print the effective configuration and check the OTLP endpoint")
+    doctor.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for the endpoint")
+    args = parser.parse_args(argv)
+    if args.command == "doctor":
+        return doctor_main(args.timeout)
+    return 2  # pragma: no cover - argparse rejects other commands
+
+
+def mask(name: str, value: str) -> str:
+    """Mask secrets in a variable's value: header values, credentials in URLs, secret-named vars."""
+    if name.endswith("_HEADERS"):
+        pairs = []
+        for pair in value.split(","):
+            key, sep, _ = pair.partition("=")
+            pairs.append(f"{key.strip()}=****" if sep else "****")
+        return ",".join(pairs)
+    if any(word in name.lower() for word in ("password", "secret", "token", "api_key")):
+        return "****"
+    parsed = urllib.parse.urlsplit(value)
+    if parsed.password or parsed.username:
+        host = parsed.hostname or ""
+        port = f":{parsed.port}" if parsed.port else ""
+        return urllib.parse.urlunsplit(parsed._replace(netloc=f"****@{host}{port}"))
+    return value
+
+
+def doctor_main(timeout: float = 3.0, environ: dict[str, str] | None = None) -> int:
+    """Print configuration and endpoint health; return 0 only when healthy."""
+    environ = dict(os.environ) if environ is None else environ
+    try:
+        settings = Settings.from_env(environ)
+    except ConfigError as error:
+        print(f"configuration: INVALID: {error}")
+        return 2
+    print("otel-logkit configuration")
+    effective = _effective(settings)
+    for name in ev.ALL:
+        shown = mask(name, environ[name]) if name in environ else f"(default) {effective.get(name, '')}"
+        print(f"  {name}={shown}")
+    for name in sorted(environ):
+        if name.startswith("OTEL_"):
+            print(f"  {name}={mask(name, environ[name])}")
+    print(f"  service={settings.service} env={settings.env} level={settings.log_level_name}")
+    print(f"  logs exporter={settings.logs_exporter} traces exporter={settings.traces_exporter}")
+    if settings.sdk_disabled or (settings.logs_exporter != "otlp" and settings.traces_exporter != "otlp"):
+        print("export: disabled (OTLP not in use), nothing to check")
+        return 0
+    ok, detail = check_endpoint(settings, _headers(environ), timeout)
+    print(f"endpoint: {'OK' if ok else 'FAILED'}: {detail}")
+    return 0 if ok else 1
+
+
+def _effective(settings: Settings) -> dict[str, Any]:
+    return {
+        ev.LOGKIT_ENV: settings.env,
+        ev.LOGKIT_LOG_LEVEL: settings.log_level_name,
+        ev.LOGKIT_LOG_FORMAT: settings.log_format,
+        ev.LOGKIT_REQUEST_ID_HEADER: settings.request_id_header,
+        ev.LOGKIT_GATEWAYS: ";".join(f"{r.kind}={','.join(r.hosts)}" for r in settings.gateways) or "none",
+        ev.LOGKIT_REDACT_KEYS: ",".join(sorted(settings.redact_keys)) or "none",
+        ev.LOGKIT_BODY_SUMMARY_MAX: settings.body_summary_max,
+        ev.LOGKIT_TRUSTED_PROXIES: ",".join(str(n) for n in settings.trusted_proxies) or "none",
+        ev.LOGKIT_EXCLUDED_URLS: ",".join(settings.excluded_urls) or "none",
+        ev.LOGKIT_EXPORT_QUEUE_SIZE: settings.export_queue_size,
+        ev.LOGKIT_SHUTDOWN_TIMEOUT: settings.shutdown_timeout,
+    }
+
+
+def _headers(environ: dict[str, str]) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for variable in ("OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_LOGS_HEADERS"):
+        for pair in environ.get(variable, "").split(","):
+            key, sep, value = pair.partition("=")
+            if sep and key.strip():
+                headers[urllib.parse.unquote(key.strip())] = urllib.parse.unquote(value.strip())
+    return headers
+
+
+def check_endpoint(settings: Settings, headers: dict[str, str], timeout: float) -> tuple[bool, str]:
+    """Send an empty OTLP logs request (HTTP) or open a connection (gRPC) to the endpoint."""
+    if settings.otlp_protocol == "grpc":
+        parsed = urllib.parse.urlsplit(settings.otlp_logs_endpoint)
+        address = (parsed.hostname or "localhost", parsed.port or 4317)
+        try:
+            with socket.create_connection(address, timeout=timeout):
+                return True, f"{settings.otlp_logs_endpoint} accepts connections (gRPC)"
+        except OSError as error:
+            return False, f"{settings.otlp_logs_endpoint} does not answer: {error}"
+    request = urllib.request.Request(  # noqa: S310 - the URL is the validated OTLP endpoint
+        settings.otlp_logs_endpoint,
+        data=b"",
+        method="POST",
+        headers={"Content-Type": "application/x-protobuf", **headers},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            return True, f"{settings.otlp_logs_endpoint} answered {response.status}"
+    except urllib.error.HTTPError as error:
+        return False, f"{settings.otlp_logs_endpoint} answered {error.code} {error.reason}"
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        return False, f"{settings.otlp_logs_endpoint} does not answer: {reason}"
+
+
+def which(command: str) -> str | None:
+    """Locate ``command`` on PATH (exposed for tests)."""
+    return shutil.which(command)

@@ -1,0 +1,280 @@
+"""OTLP emission of log lines: a cheap hand-off on the calling thread, SDK records on a worker.
+
+The calling thread only copies the event dict into a bounded deque (``LogExportQueue.put``).
+A daemon worker builds the SDK ``LogRecord`` objects (span context set on the record, body =
+message, other fields as typed attributes) and hands them to the SDK's OTLP exporter. When the
+queue is full, records are dropped from the export only (stdout already has them), counted, and
+reported as one WARNING line per interval.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry._logs import LogRecord, SeverityNumber
+from opentelemetry.context import Context
+from opentelemetry.sdk._logs import ReadableLogRecord
+from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+from structlog.typing import EventDict, WrappedLogger
+
+from otel_logkit.logs.health import ExportHealth
+from otel_logkit.logs.processors import NS_KEY
+
+_SEVERITY: dict[str, SeverityNumber] = {
+    "DEBUG": SeverityNumber.DEBUG,
+    "INFO": SeverityNumber.INFO,
+    "WARNING": SeverityNumber.WARN,
+    "ERROR": SeverityNumber.ERROR,
+    "CRITICAL": SeverityNumber.FATAL,
+}
+# Fields that become part of the record itself (or of the resource), not attributes.
+_NOT_ATTRIBUTES = frozenset(
+    {
+        "message",
+        "event",
+        "level",
+        "timestamp",
+        "trace_id",
+        "span_id",
+        "service",
+        "env",
+        NS_KEY,
+        "_logkit_sampled",
+    }
+)
+_ROOT_CONTEXT = Context()
+_MAX_DEPTH = 8
+
+DROP_REPORT_INTERVAL = 10.0
+"""Seconds between two WARNING lines reporting records dropped from the export."""
+
+
+def to_attribute(value: Any, depth: int = 0) -> Any:
+    """Convert a field value to an OTLP attribute value, keeping its type where OTLP has one."""
+    if value is None or isinstance(value, (str, bool, int, float, bytes)):
+        if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+            return str(value)
+        return value
+    if depth >= _MAX_DEPTH:
+        return repr(value)
+    if isinstance(value, Mapping):
+        return {str(k): to_attribute(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [to_attribute(v, depth + 1) for v in value]
+    return str(value)
+
+
+def _parse_id(text: Any, length: int) -> int:
+    if isinstance(text, str) and len(text) == length:
+        try:
+            return int(text, 16)
+        except ValueError:
+            return 0
+    return 0
+
+
+class LogExportQueue:
+    """Bounded hand-off from logging threads to a worker that exports OTLP LogRecords.
+
+    Args:
+        exporter: an SDK ``LogRecordExporter`` (OTLP over HTTP or gRPC).
+        resource: the resource every record belongs to.
+        max_queue_size: records held before new ones are dropped from the export.
+        max_batch_size: records per export call.
+        schedule_delay: seconds the worker waits for a batch to fill.
+        health: where export failures and recoveries are reported (once each).
+        report_drops: called with the number of records dropped since the last call.
+    """
+
+    def __init__(
+        self,
+        exporter: LogRecordExporter,
+        resource: Resource,
+        *,
+        max_queue_size: int = 20_000,
+        max_batch_size: int = 512,
+        schedule_delay: float = 0.5,
+        health: ExportHealth | None = None,
+        report_drops: Callable[[int], None] | None = None,
+    ) -> None:
+        self._exporter = exporter
+        self._resource = resource
+        self._scope = InstrumentationScope("otel_logkit")
+        self._max_queue_size = max_queue_size
+        self._max_batch_size = max_batch_size
+        self._schedule_delay = schedule_delay
+        self._health = health
+        self._report_drops = report_drops
+        self._queue: collections.deque[EventDict] = collections.deque()
+        self._wake = threading.Event()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._drop_lock = threading.Lock()
+        self._dropped = 0
+        self._dropped_total = 0
+        self._exported_total = 0
+        self._last_drop_report = 0.0
+        self._shutdown = False
+        self._start_worker()
+        os.register_at_fork(after_in_child=self._after_fork)
+
+    # -- calling thread -------------------------------------------------------------------------
+    def put(self, event_dict: EventDict) -> None:
+        """Queue a copy of ``event_dict`` for export, or count it as dropped when full."""
+        queue = self._queue
+        size = len(queue)
+        if size >= self._max_queue_size or self._shutdown:
+            with self._drop_lock:
+                self._dropped += 1
+            return
+        queue.append(dict(event_dict))
+        if size + 1 == self._max_batch_size:
+            self._wake.set()
+
+    def __call__(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+        """Act as a structlog processor: queue the event for export and pass it on."""
+        if not event_dict.get("_logkit_no_export"):
+            self.put(event_dict)
+        else:
+            del event_dict["_logkit_no_export"]
+        return event_dict
+
+    @property
+    def dropped_total(self) -> int:
+        """Records dropped from the export since start-up."""
+        return self._dropped_total + self._dropped
+
+    @property
+    def exported_total(self) -> int:
+        """Records the exporter accepted since start-up."""
+        return self._exported_total
+
+    # -- worker ---------------------------------------------------------------------------------
+    def _start_worker(self) -> None:
+        self._worker = threading.Thread(target=self._run, name="otel-logkit-log-export", daemon=True)
+        self._worker.start()
+
+    def _after_fork(self) -> None:
+        self._queue.clear()
+        self._wake = threading.Event()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._drop_lock = threading.Lock()
+        if not self._shutdown:
+            self._start_worker()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(self._schedule_delay)
+            self._wake.clear()
+            self._drain()
+            self._maybe_report_drops()
+            if self._shutdown:
+                return
+
+    def _drain(self, deadline: float | None = None) -> None:
+        queue = self._queue
+        while queue:
+            if deadline is not None and time.monotonic() >= deadline:
+                return
+            self._idle.clear()
+            batch: list[EventDict] = []
+            with contextlib.suppress(IndexError):
+                for _ in range(self._max_batch_size):
+                    batch.append(queue.popleft())
+            try:
+                self._export(batch)
+            finally:
+                if not queue:
+                    self._idle.set()
+        self._idle.set()
+
+    def _export(self, batch: Sequence[EventDict]) -> None:
+        records = [self._record(event) for event in batch]
+        try:
+            result = self._exporter.export(records)
+        except Exception as error:  # noqa: BLE001 - an exporter bug must never stop the worker
+            result = LogRecordExportResult.FAILURE
+            if self._health is not None:
+                self._health.failed(repr(error))
+            return
+        if result is LogRecordExportResult.SUCCESS:
+            self._exported_total += len(records)
+            if self._health is not None:
+                self._health.succeeded()
+        elif self._health is not None:
+            self._health.failed(None)
+
+    def _record(self, event: EventDict) -> ReadableLogRecord:
+        ns = event.get(NS_KEY) or time.time_ns()
+        trace_id = _parse_id(event.get("trace_id"), 32)
+        span_id = _parse_id(event.get("span_id"), 16)
+        context = _ROOT_CONTEXT
+        if trace_id and span_id:
+            flags = TraceFlags(TraceFlags.SAMPLED if event.get("_logkit_sampled") else TraceFlags.DEFAULT)
+            span = NonRecordingSpan(SpanContext(trace_id, span_id, is_remote=False, trace_flags=flags))
+            context = trace.set_span_in_context(span, _ROOT_CONTEXT)
+        level = str(event.get("level", "INFO")).upper()
+        attributes = {
+            key: to_attribute(value)
+            for key, value in event.items()
+            if key not in _NOT_ATTRIBUTES and value is not None and not key.startswith("_")
+        }
+        message = event.get("message", event.get("event", ""))
+        record = LogRecord(
+            timestamp=ns,
+            observed_timestamp=ns,
+            context=context,
+            severity_text=level,
+            severity_number=_SEVERITY.get(level, SeverityNumber.UNSPECIFIED),
+            body=message if isinstance(message, str) else str(message),
+            attributes=attributes,
+        )
+        return ReadableLogRecord(
+            log_record=record, resource=self._resource, instrumentation_scope=self._scope
+        )
+
+    def _maybe_report_drops(self, force: bool = False) -> None:
+        if not self._dropped or self._report_drops is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._last_drop_report < DROP_REPORT_INTERVAL:
+            return
+        with self._drop_lock:
+            dropped, self._dropped = self._dropped, 0
+        self._dropped_total += dropped
+        self._last_drop_report = now
+        self._report_drops(dropped)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def force_flush(self, timeout: float = 5.0) -> bool:
+        """Export everything queued so far; return whether it finished within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        self._wake.set()
+        while time.monotonic() < deadline:
+            if not self._queue and self._idle.is_set():
+                return True
+            self._idle.wait(0.01)
+            self._wake.set()
+        return False
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        """Flush within ``timeout`` seconds, report drops, stop the worker and the exporter."""
+        deadline = time.monotonic() + timeout
+        self.force_flush(timeout)
+        self._maybe_report_drops(force=True)
+        self._shutdown = True
+        self._wake.set()
+        with contextlib.suppress(Exception):
+            self._exporter.shutdown()  # type: ignore[no-untyped-call]
+        self._worker.join(max(0.0, deadline - time.monotonic()))

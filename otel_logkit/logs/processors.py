@@ -1,0 +1,166 @@
+"""structlog processors that give every line the contract's shape.
+
+Stateless processors are verb functions, configured ones are agent-noun classes (as in
+structlog). All of them use ``setdefault`` so that fields set explicitly by the caller win.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import traceback
+from typing import Any
+
+import orjson
+from opentelemetry import trace
+from structlog.typing import EventDict, WrappedLogger
+
+# structlog method names (and stdlib level names, lower-cased) -> the contract's upper-case level.
+_LEVELS: dict[str, str] = {
+    "debug": "DEBUG",
+    "info": "INFO",
+    "msg": "INFO",
+    "warning": "WARNING",
+    "warn": "WARNING",
+    "error": "ERROR",
+    "exception": "ERROR",
+    "critical": "CRITICAL",
+    "fatal": "CRITICAL",
+    "notset": "NOTSET",
+}
+
+NS_KEY = "_logkit_ns"
+"""Private event-dict key carrying the timestamp in nanoseconds from the stamper to the exporter."""
+
+
+def add_log_level(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    """Add ``level`` as the upper-case level name (``INFO``, ``WARNING``, ...)."""
+    event_dict.setdefault("level", _LEVELS.get(method_name) or method_name.upper())
+    return event_dict
+
+
+def add_logger_name(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    """Add ``logger``: the stdlib record's logger name, or the structlog logger's name."""
+    if "logger" not in event_dict:
+        record = event_dict.get("_record")
+        name = record.name if record is not None else getattr(logger, "name", None)
+        event_dict["logger"] = name or "root"
+    return event_dict
+
+
+def add_trace_context(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    """Add ``trace_id`` and ``span_id`` of the active span; add nothing outside a valid span."""
+    context = trace.get_current_span().get_span_context()
+    if context.is_valid:
+        event_dict.setdefault("trace_id", f"{context.trace_id:032x}")
+        event_dict.setdefault("span_id", f"{context.span_id:016x}")
+        if context.trace_flags.sampled:
+            event_dict.setdefault("_logkit_sampled", True)
+    return event_dict
+
+
+def add_exception_fields(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    """Turn ``exc_info`` into ``exception`` (traceback text) and ``error_type`` (class name)."""
+    exc_info = event_dict.pop("exc_info", None)
+    if not exc_info:
+        return event_dict
+    if exc_info is True or (method_name == "exception" and not isinstance(exc_info, (tuple, BaseException))):
+        exc_info = sys.exc_info()
+    if isinstance(exc_info, BaseException):
+        exc_info = (type(exc_info), exc_info, exc_info.__traceback__)
+    if isinstance(exc_info, tuple) and exc_info[0] is not None:
+        event_dict.setdefault("error_type", exc_info[0].__name__)
+        event_dict.setdefault("exception", "".join(traceback.format_exception(*exc_info)).rstrip("\n"))
+    return event_dict
+
+
+def rename_event_to_message(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    """Rename structlog's ``event`` key to the contract's ``message``."""
+    if "event" in event_dict:
+        event = event_dict.pop("event")
+        event_dict.setdefault("message", event if isinstance(event, str) else str(event))
+    else:
+        event_dict.setdefault("message", "")
+    return event_dict
+
+
+def drop_private_keys(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    """Remove otel-logkit's private keys and structlog's stdlib bookkeeping before rendering."""
+    for key in (NS_KEY, "_logkit_sampled", "_logkit_no_export", "_record", "_from_structlog"):
+        event_dict.pop(key, None)
+    return event_dict
+
+
+class ServiceFields:
+    """Add ``service`` and ``env`` to every event.
+
+    Args:
+        service: the service name (``OTEL_SERVICE_NAME``).
+        env: the deployment environment (``LOGKIT_ENV``).
+    """
+
+    __slots__ = ("env", "service")
+
+    def __init__(self, service: str, env: str) -> None:
+        self.service = service
+        self.env = env
+
+    def __call__(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+        """Add the two fields unless already present."""
+        event_dict.setdefault("service", self.service)
+        event_dict.setdefault("env", self.env)
+        return event_dict
+
+
+class TimeStamper:
+    """Add ``timestamp``: ISO 8601, UTC, milliseconds, ``Z`` (e.g. ``2026-11-23T19:15:00.123Z``).
+
+    The nanosecond time is kept under a private key so the OTLP record carries the same instant.
+    The formatted second is cached: only the milliseconds change between most calls.
+    """
+
+    __slots__ = ("_prefix", "_second")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def __call__(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+        """Stamp the event with the current time."""
+        ns = time.time_ns()
+        second, rest = divmod(ns, 1_000_000_000)
+        if second != self._second:
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
+        event_dict.setdefault("timestamp", f"{self._prefix}.{rest // 1_000_000:03d}Z")
+        event_dict[NS_KEY] = ns
+        return event_dict
+
+
+def _default(value: Any) -> Any:
+    """Render what orjson does not know (exceptions, sets, arbitrary objects) as text."""
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return repr(value)
+
+
+_OPTIONS = orjson.OPT_NON_STR_KEYS
+
+
+def render_json(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> str:
+    """Render the event as one line of JSON (newlines and control characters are escaped)."""
+    try:
+        return orjson.dumps(event_dict, default=_default, option=_OPTIONS).decode()
+    except TypeError:
+        # Integers beyond 64 bits, or cycles: fall back to a faithful but slower text rendering.
+        return orjson.dumps({str(k): _safe(v) for k, v in event_dict.items()}, option=_OPTIONS).decode()
+
+
+def _safe(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, str, float)):
+        return value
+    if isinstance(value, int):
+        return value if -(2**63) <= value < 2**64 else str(value)
+    return repr(value)

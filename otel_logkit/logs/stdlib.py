@@ -1,0 +1,222 @@
+"""The console: one writer for every line, structlog's and stdlib logging's alike.
+
+structlog loggers write through :class:`LineLogger`; stdlib records (uvicorn, libraries, the
+app's ``logging`` calls) go through :class:`LogkitHandler`, whose ``ProcessorFormatter`` runs the
+same processors. When the app (or uvicorn, or ``--log-config``) reconfigures stdlib logging later,
+otel-logkit takes the console back: stream handlers writing to stdout/stderr are replaced by its
+own handler, other handlers (files, syslog, ...) are left alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import logging.config
+import sys
+import threading
+from collections.abc import Callable
+from typing import IO, Any
+
+import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+_SILENCED: set[str] = set()
+_PATCHED: dict[str, Callable[..., Any]] = {}
+_HANDLER: LogkitHandler | None = None
+
+
+class LineWriter:
+    """Writes whole lines to a stream under one lock; a closed or broken stream is ignored."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        self._lock = threading.Lock()
+
+    def write(self, line: str) -> None:
+        """Write ``line`` and a newline, then flush."""
+        with self._lock:
+            try:
+                self.stream.write(line + "\n")
+                self.stream.flush()
+            except (OSError, ValueError):
+                pass  # stdout closed (broken pipe, shutdown): logging must not take the app down
+
+
+class LineLogger:
+    """The structlog "wrapped logger": receives the rendered line and writes it."""
+
+    __slots__ = ("_writer", "name")
+
+    def __init__(self, writer: LineWriter, name: str) -> None:
+        self._writer = writer
+        self.name = name
+
+    def msg(self, message: str) -> None:
+        """Write one rendered line."""
+        self._writer.write(message)
+
+    log = debug = info = warn = warning = error = exception = critical = fatal = msg
+
+
+def _caller_module() -> str:
+    """Name of the first module on the stack outside structlog and otel-logkit's own plumbing."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        name = frame.f_globals.get("__name__", "")
+        if not name.startswith(("structlog", "otel_logkit.logs", "otel_logkit.setup")):
+            return str(name) or "root"
+        frame = frame.f_back  # type: ignore[assignment]
+    return "root"
+
+
+class LineLoggerFactory:
+    """structlog logger factory: ``structlog.get_logger("name")`` or the calling module's name."""
+
+    def __init__(self, writer: LineWriter) -> None:
+        self.writer = writer
+
+    def __call__(self, *args: Any) -> LineLogger:
+        """Create the logger for one ``get_logger`` call site."""
+        name = args[0] if args and isinstance(args[0], str) else _caller_module()
+        return LineLogger(self.writer, name)
+
+
+def mark_internal(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    """Keep the SDK's own log lines (``opentelemetry.*``) on stdout but out of the export."""
+    record = event_dict.get("_record")
+    if record is not None and record.name.startswith("opentelemetry"):
+        event_dict["_logkit_no_export"] = True
+    return event_dict
+
+
+class LogkitHandler(logging.Handler):
+    """Formats stdlib records with otel-logkit's processors and writes them as lines.
+
+    Args:
+        writer: the shared line writer (stdout).
+        pre_chain: processors for records that did not come from structlog.
+        processors: the final processors, ending with the renderer.
+        level: the minimum level.
+    """
+
+    def __init__(
+        self, writer: LineWriter, pre_chain: list[Processor], processors: list[Processor], level: int
+    ) -> None:
+        super().__init__(level)
+        self.writer = writer
+        self.setFormatter(
+            structlog.stdlib.ProcessorFormatter(
+                foreign_pre_chain=pre_chain,
+                processors=processors,
+                use_get_message=True,
+            )
+        )
+        self._failed = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Format and write one record; a formatting failure is reported once, not raised."""
+        try:
+            self.writer.write(self.format(record))
+        except RecursionError:
+            raise
+        except Exception:  # noqa: BLE001 - logging must never break the caller
+            self.handleError(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - stdlib name
+        """Report the first failure on stderr; stay silent afterwards."""
+        if self._failed:
+            return
+        self._failed = True
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.write(f"otel-logkit: could not format a log record from {record.name!r}\n")
+
+
+def silence_logger(name: str) -> None:
+    """Keep logger ``name`` silent, also after uvicorn or the app reconfigure logging."""
+    _SILENCED.add(name)
+    logging.getLogger(name).disabled = True
+
+
+def _is_console(handler: logging.Handler) -> bool:
+    if isinstance(handler, LogkitHandler) or not isinstance(handler, logging.StreamHandler):
+        return False
+    if isinstance(handler, logging.FileHandler):
+        return False
+    stream = getattr(handler, "stream", None)
+    return stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)
+
+
+def reclaim_console() -> None:
+    """Replace console handlers on every logger with otel-logkit's handler (see module doc)."""
+    handler = _HANDLER
+    if handler is None:
+        return
+    root = logging.getLogger()
+    for existing in list(root.handlers):
+        if _is_console(existing):
+            root.removeHandler(existing)
+    if handler not in root.handlers:
+        root.addHandler(handler)
+    for logger in list(logging.Logger.manager.loggerDict.values()):
+        if not isinstance(logger, logging.Logger):
+            continue
+        removed = False
+        for existing in list(logger.handlers):
+            if _is_console(existing):
+                logger.removeHandler(existing)
+                removed = True
+        if removed and not logger.propagate and handler not in logger.handlers:
+            logger.addHandler(handler)
+    for name in _SILENCED:
+        logging.getLogger(name).disabled = True
+
+
+def _after(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        result = original(*args, **kwargs)
+        reclaim_console()
+        return result
+
+    wrapper.__logkit_original__ = original  # type: ignore[attr-defined]
+    return wrapper
+
+
+def install(handler: LogkitHandler, level: int) -> None:
+    """Put ``handler`` on the root logger and keep it there across later logging configuration."""
+    global _HANDLER  # noqa: PLW0603 - one console per process
+    _HANDLER = handler
+    root = logging.getLogger()
+    root.setLevel(level)
+    if not _PATCHED:
+        for module, name in (
+            (logging.config, "dictConfig"),
+            (logging.config, "fileConfig"),
+            (logging, "basicConfig"),
+        ):
+            original = getattr(module, name)
+            _PATCHED[name] = original
+            setattr(module, name, _after(original))
+    # The exporters' own error lines become a stream with the collector down; ExportHealth
+    # reports the outage once instead.
+    logging.getLogger("opentelemetry.exporter").setLevel(logging.CRITICAL)
+    reclaim_console()
+
+
+def uninstall() -> None:
+    """Remove the handler and the patches (tests)."""
+    global _HANDLER
+    handler, _HANDLER = _HANDLER, None
+    for name, original in _PATCHED.items():
+        setattr(logging.config if name != "basicConfig" else logging, name, original)
+    _PATCHED.clear()
+    for name in _SILENCED:
+        logging.getLogger(name).disabled = False
+    _SILENCED.clear()
+    logging.getLogger("opentelemetry.exporter").setLevel(logging.NOTSET)
+    if handler is None:
+        return
+    for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]:
+        if isinstance(logger, logging.Logger) and handler in logger.handlers:
+            logger.removeHandler(handler)

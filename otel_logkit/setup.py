@@ -1,0 +1,405 @@
+"""The one place that wires providers, the logging chain, instrumentors and shutdown (idempotent)."""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import importlib
+import importlib.util
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import IO, Any
+
+import structlog
+from opentelemetry import trace
+from opentelemetry.sdk._logs.export import LogRecordExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SimpleSpanProcessor,
+    SpanExporter,
+)
+from structlog.typing import Processor
+
+from otel_logkit.config import Settings
+from otel_logkit.logs import processors as p
+from otel_logkit.logs import stdlib
+from otel_logkit.logs.health import ExportHealth, ReportingSpanExporter
+from otel_logkit.logs.otlp import LogExportQueue
+
+_INTERNAL_LOGGER = "otel_logkit"
+# (entry-point name, library module, instrumentation module, instrumentor class)
+_INSTRUMENTATIONS = (
+    ("fastapi", "fastapi", "opentelemetry.instrumentation.fastapi", "FastAPIInstrumentor"),
+    ("requests", "requests", "opentelemetry.instrumentation.requests", "RequestsInstrumentor"),
+    ("httpx", "httpx", "opentelemetry.instrumentation.httpx", "HTTPXClientInstrumentor"),
+    ("flask", "flask", "opentelemetry.instrumentation.flask", "FlaskInstrumentor"),
+)
+HANDLED_INSTRUMENTATIONS = frozenset(name for name, *_ in _INSTRUMENTATIONS)
+"""Entry points that :func:`configure` instruments itself (with otel-logkit's options and hooks)."""
+
+
+@dataclass
+class _Runtime:
+    settings: Settings
+    writer: stdlib.LineWriter
+    tracer_provider: TracerProvider | None = None
+    log_queue: LogExportQueue | None = None
+    instrumentors: list[Any] = field(default_factory=list)
+    previous_sigterm: Any = None
+    shut_down: bool = False
+
+
+_runtime: _Runtime | None = None
+_lock = threading.RLock()
+
+
+def configure(
+    settings: Settings | None = None,
+    *,
+    stream: IO[str] | None = None,
+    span_exporter: SpanExporter | None = None,
+    log_exporter: LogRecordExporter | None = None,
+    instrument: bool = True,
+    **overrides: Any,
+) -> Settings:
+    """Wire everything once per process; later calls return the settings in force.
+
+    Args:
+        settings: explicit settings; by default read from the environment.
+        stream: where JSON lines go (default: ``sys.stdout``).
+        span_exporter: export spans here (synchronously) instead of the OTLP exporter.
+        log_exporter: export log records here instead of the OTLP exporter.
+        instrument: instrument FastAPI, requests, httpx and Flask.
+        overrides: ``Settings`` fields that win over the environment, e.g. ``env="prod"``.
+
+    Raises:
+        ConfigError: an environment variable holds a value that is not accepted.
+    """
+    global _runtime  # noqa: PLW0603 - the process-wide configuration
+    with _lock:
+        if _runtime is not None:
+            return _runtime.settings
+        if settings is None:
+            settings = Settings.from_env(**overrides)
+        elif overrides:
+            settings = Settings.from_env({}, **{**_fields(settings), **overrides})
+        runtime = _Runtime(settings=settings, writer=stdlib.LineWriter(stream or sys.stdout))
+        resource = Resource.create(
+            {
+                **settings.resource_attributes,
+                "service.name": settings.service,
+                "deployment.environment.name": settings.env,
+            }
+        )
+        if not settings.sdk_disabled:
+            runtime.log_queue = _log_queue(settings, resource, log_exporter)
+        _configure_logging(settings, runtime)
+        if not settings.sdk_disabled:
+            runtime.tracer_provider = _tracer_provider(settings, resource, span_exporter)
+            trace.set_tracer_provider(runtime.tracer_provider)
+        _runtime = runtime
+        if instrument:
+            runtime.instrumentors = _instrument(settings, runtime.tracer_provider)
+            _install_web(settings)
+        _install_shutdown(runtime)
+        return settings
+
+
+def _fields(settings: Settings) -> dict[str, Any]:
+    return {name: getattr(settings, name) for name in Settings.__dataclass_fields__}
+
+
+def _report(level: str, message: str, fields: dict[str, Any]) -> None:
+    getattr(structlog.get_logger(_INTERNAL_LOGGER), level)(message, **fields)
+
+
+def _log_queue(
+    settings: Settings, resource: Resource, exporter: LogRecordExporter | None
+) -> LogExportQueue | None:
+    endpoint = settings.otlp_logs_endpoint
+    if exporter is None:
+        if settings.logs_exporter != "otlp":
+            return None  # "console" is the JSON on stdout itself; "none" is stdout only
+        exporter = _otlp_exporter(settings, "logs")
+    else:
+        endpoint = type(exporter).__name__
+
+    def report_drops(count: int) -> None:
+        _report(
+            "warning",
+            "log records dropped from the OTLP export: queue full",
+            {"dropped": count, "queue_size": settings.export_queue_size},
+        )
+
+    return LogExportQueue(
+        exporter,
+        resource,
+        max_queue_size=settings.export_queue_size,
+        health=ExportHealth("logs", endpoint, _report),
+        report_drops=report_drops,
+    )
+
+
+def _otlp_exporter(settings: Settings, signal_name: str) -> Any:
+    endpoint = settings.otlp_logs_endpoint if signal_name == "logs" else settings.otlp_traces_endpoint
+    kind = "grpc" if settings.otlp_protocol == "grpc" else "http"
+    module_name = f"opentelemetry.exporter.otlp.proto.{kind}." + (
+        "_log_exporter" if signal_name == "logs" else "trace_exporter"
+    )
+    class_name = "OTLPLogExporter" if signal_name == "logs" else "OTLPSpanExporter"
+    module = importlib.import_module(module_name)
+    return getattr(module, class_name)(endpoint=endpoint)
+
+
+def _tracer_provider(settings: Settings, resource: Resource, exporter: SpanExporter | None) -> TracerProvider:
+    provider = TracerProvider(resource=resource, shutdown_on_exit=False)
+    if exporter is not None:
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+    elif settings.traces_exporter == "otlp":
+        health = ExportHealth("traces", settings.otlp_traces_endpoint, _report)
+        inner = ReportingSpanExporter(_otlp_exporter(settings, "traces"), health)
+        provider.add_span_processor(BatchSpanProcessor(inner))
+    elif settings.traces_exporter == "console":
+        # stdout carries one JSON log object per line; spans printed for humans go to stderr.
+        provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(out=sys.stderr)))
+    return provider
+
+
+def _configure_logging(settings: Settings, runtime: _Runtime) -> None:
+    redactor = _redactor(settings)
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        p.add_logger_name,
+        p.add_log_level,
+        p.add_trace_context,
+        p.ServiceFields(settings.service, settings.env),
+        p.TimeStamper(),
+        p.add_exception_fields,
+        p.rename_event_to_message,
+    ]
+    final: list[Processor] = []
+    if redactor is not None:
+        final.append(redactor)
+    if runtime.log_queue is not None:
+        final.append(runtime.log_queue)
+    final.append(p.drop_private_keys)
+    if settings.log_format == "console":
+        final.append(
+            structlog.dev.ConsoleRenderer(
+                colors=_isatty(runtime.writer.stream), event_key="message", timestamp_key="timestamp"
+            )
+        )
+    else:
+        final.append(p.render_json)
+    structlog.configure(
+        processors=[*shared, *final],
+        wrapper_class=structlog.make_filtering_bound_logger(settings.log_level),
+        logger_factory=stdlib.LineLoggerFactory(runtime.writer),
+        cache_logger_on_first_use=True,
+    )
+    handler = stdlib.LogkitHandler(runtime.writer, [stdlib.mark_internal, *shared], final, settings.log_level)
+    stdlib.install(handler, settings.log_level)
+    ensured: list[Processor] = [p.add_trace_context, shared[4]]
+    if runtime.log_queue is not None:
+        ensured.append(runtime.log_queue)
+    _guard_structlog_configure(ensured)
+
+
+_ORIGINAL_STRUCTLOG_CONFIGURE = structlog.configure
+
+
+def _guard_structlog_configure(ensured: list[Processor]) -> None:
+    """Keep trace ids, service/env and export when the app calls ``structlog.configure`` itself.
+
+    The app's processors, renderer and logger factory are kept; the processors in ``ensured``
+    that its list lacks are inserted just before its last processor (the renderer).
+    """
+
+    def configure(*args: Any, **kwargs: Any) -> None:
+        if args:
+            kwargs.setdefault("processors", args[0])
+            args = ()
+        processors = kwargs.get("processors")
+        if processors is not None:
+            chain = list(processors)
+            missing = [processor for processor in ensured if processor not in chain]
+            at = max(len(chain) - 1, 0)
+            chain[at:at] = missing
+            kwargs["processors"] = chain
+        _ORIGINAL_STRUCTLOG_CONFIGURE(**kwargs)
+
+    configure.__doc__ = _ORIGINAL_STRUCTLOG_CONFIGURE.__doc__
+    structlog.configure = configure
+
+
+def _redactor(settings: Settings) -> Processor | None:
+    try:
+        from otel_logkit.redact import RedactingProcessor, Redactor  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return RedactingProcessor(Redactor.from_settings(settings))  # type: ignore[no-any-return]
+
+
+def _isatty(stream: IO[str]) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _disabled_instrumentations() -> set[str]:
+    value = os.environ.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "")
+    return {part.strip() for part in value.split(",") if part.strip()}
+
+
+def _instrument(settings: Settings, tracer_provider: TracerProvider | None) -> list[Any]:
+    disabled = _disabled_instrumentations()
+    done: list[Any] = []
+    if tracer_provider is None or "*" in disabled:
+        return done
+    hook_kwargs = _hook_kwargs(settings)
+    for name, library, module_name, class_name in _INSTRUMENTATIONS:
+        if name in disabled or importlib.util.find_spec(library) is None:
+            continue
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue  # the optional instrumentation package is not installed
+        instrumentor = getattr(module, class_name)()
+        if instrumentor.is_instrumented_by_opentelemetry:
+            continue
+        kwargs: dict[str, Any] = {"tracer_provider": tracer_provider, **hook_kwargs.get(name, {})}
+        if name == "fastapi":
+            # The per-message "http send"/"http receive" spans double the span work per request
+            # and say nothing the server span does not.
+            kwargs["exclude_spans"] = ["receive", "send"]
+        instrumentor.instrument(**kwargs)
+        done.append(instrumentor)
+    return done
+
+
+def _install_web(settings: Settings) -> None:
+    try:
+        from otel_logkit.redact import Redactor  # type: ignore[attr-defined]
+        from otel_logkit.web import install  # type: ignore[attr-defined]
+    except ImportError:
+        return
+    install(settings, Redactor.from_settings(settings))
+
+
+def _hook_kwargs(settings: Settings) -> dict[str, dict[str, Any]]:
+    try:
+        from otel_logkit.gateways.hooks import instrument_kwargs  # type: ignore[import-not-found]
+        from otel_logkit.redact import Redactor  # type: ignore[attr-defined]
+    except ImportError:
+        return {}
+    return instrument_kwargs(settings, Redactor.from_settings(settings))  # type: ignore[no-any-return]
+
+
+# -- shutdown -----------------------------------------------------------------------------------
+def shutdown(timeout: float | None = None) -> None:
+    """Flush pending logs and spans, then stop exporting; bounded by ``timeout`` seconds.
+
+    Args:
+        timeout: seconds to spend at most (default ``LOGKIT_SHUTDOWN_TIMEOUT``).
+    """
+    runtime = _runtime
+    if runtime is None or runtime.shut_down:
+        return
+    runtime.shut_down = True
+    timeout = runtime.settings.shutdown_timeout if timeout is None else timeout
+    deadline = time.monotonic() + timeout
+
+    def work() -> None:
+        if runtime.tracer_provider is not None:
+            runtime.tracer_provider.force_flush(int(max(0.0, deadline - time.monotonic()) * 1000))
+        if runtime.log_queue is not None:
+            runtime.log_queue.shutdown(max(0.0, deadline - time.monotonic()))
+        if runtime.tracer_provider is not None:
+            runtime.tracer_provider.shutdown()
+
+    # Exporters may block on a dead or slow collector: never let that hold the process longer.
+    worker = threading.Thread(target=work, name="otel-logkit-shutdown", daemon=True)
+    worker.start()
+    worker.join(timeout + 0.5)
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    runtime = _runtime
+    previous = runtime.previous_sigterm if runtime is not None else signal.SIG_DFL
+    shutdown()
+    if callable(previous):
+        previous(signum, frame)
+        return
+    # Default action: die by the signal, as the app would have without otel-logkit.
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+def _install_shutdown(runtime: _Runtime) -> None:
+    atexit.register(shutdown)
+    if threading.current_thread() is not threading.main_thread():
+        return
+    with contextlib.suppress(ValueError, OSError):
+        previous = signal.getsignal(signal.SIGTERM)
+        if previous is signal.SIG_IGN:
+            return
+        runtime.previous_sigterm = previous
+        signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def reset() -> None:
+    """Undo :func:`configure` (for tests): flush, unpatch, uninstrument, forget the providers."""
+    global _runtime  # noqa: PLW0603
+    with _lock:
+        runtime = _runtime
+        if runtime is None:
+            return
+        shutdown(timeout=2.0)
+        atexit.unregister(shutdown)
+        for instrumentor in runtime.instrumentors:
+            with contextlib.suppress(Exception):
+                instrumentor.uninstrument()
+        if threading.current_thread() is threading.main_thread() and runtime.previous_sigterm is not None:
+            with contextlib.suppress(ValueError, OSError):
+                signal.signal(signal.SIGTERM, runtime.previous_sigterm)
+        stdlib.uninstall()
+        structlog.configure = _ORIGINAL_STRUCTLOG_CONFIGURE
+        structlog.reset_defaults()
+        _reset_tracer_provider()
+        _runtime = None
+
+
+def _reset_tracer_provider() -> None:
+    # The API allows setting the global provider once per process; tests configure many times.
+    from opentelemetry.util._once import Once
+
+    trace._TRACER_PROVIDER_SET_ONCE = Once()
+    trace._TRACER_PROVIDER = None
+
+
+def is_configured() -> bool:
+    """Tell whether :func:`configure` has run in this process."""
+    return _runtime is not None
+
+
+def current_settings() -> Settings | None:
+    """The settings in force, or ``None`` before :func:`configure`."""
+    return _runtime.settings if _runtime is not None else None
+
+
+def log_queue() -> LogExportQueue | None:
+    """The OTLP log export queue in force (counters for doctor and tests)."""
+    return _runtime.log_queue if _runtime is not None else None
+
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
