@@ -31,14 +31,22 @@ def instrument_main() -> None:
     os.environ.setdefault("OTEL_PYTHON_DISTRO", "otel_logkit")
     os.environ.setdefault("OTEL_PYTHON_CONFIGURATOR", "otel_logkit")
     real_execl = auto_instrumentation.execl  # type: ignore[attr-defined]
+    requested: list[str] = []
+
+    def find(command: str) -> str | None:
+        requested.append(command)
+        return which(command)
 
     def checked_execl(executable: str | None, *args: str) -> None:
         _validate_or_exit()
         if executable is None:
-            sys.stderr.write(f"otel-logkit-instrument: command not found: {args[0] if args else ''}\n")
+            sys.stderr.write(
+                f"otel-logkit-instrument: command not found: {requested[-1] if requested else ''}\n"
+            )
             raise SystemExit(127)
         real_execl(executable, *args)
 
+    auto_instrumentation.which = find  # type: ignore[attr-defined,assignment]
     auto_instrumentation.execl = checked_execl  # type: ignore[attr-defined,assignment]
     auto_instrumentation.run()
 
@@ -160,5 +168,5 @@ def check_endpoint(settings: Settings, headers: dict[str, str], timeout: float) 
 
 
 def which(command: str) -> str | None:
-    """Locate ``command`` on PATH (exposed for tests)."""
-    return shutil.which(command)
+    """Locate ``command`` on PATH, then beside this Python (a virtualenv that is not activated)."""
+    return shutil.which(command) or shutil.which(command, path=os.path.dirname(sys.executable))

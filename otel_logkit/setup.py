@@ -52,6 +52,7 @@ class _Runtime:
     settings: Settings
     writer: stdlib.LineWriter
     tracer_provider: TracerProvider | None = None
+    span_exporter: ReportingSpanExporter | None = None
     log_queue: LogExportQueue | None = None
     instrumentors: list[Any] = field(default_factory=list)
     previous_sigterm: Any = None
@@ -100,11 +101,14 @@ def configure(
                 "deployment.environment.name": settings.env,
             }
         )
+        health = ExportHealth(settings.otlp_endpoint, _report)
         if not settings.sdk_disabled:
-            runtime.log_queue = _log_queue(settings, resource, log_exporter)
+            runtime.log_queue = _log_queue(settings, resource, log_exporter, health)
         _configure_logging(settings, runtime)
         if not settings.sdk_disabled:
-            runtime.tracer_provider = _tracer_provider(settings, resource, span_exporter)
+            runtime.tracer_provider, runtime.span_exporter = _tracer_provider(
+                settings, resource, span_exporter, health
+            )
             trace.set_tracer_provider(runtime.tracer_provider)
         _runtime = runtime
         if instrument:
@@ -123,15 +127,12 @@ def _report(level: str, message: str, fields: dict[str, Any]) -> None:
 
 
 def _log_queue(
-    settings: Settings, resource: Resource, exporter: LogRecordExporter | None
+    settings: Settings, resource: Resource, exporter: LogRecordExporter | None, health: ExportHealth
 ) -> LogExportQueue | None:
-    endpoint = settings.otlp_logs_endpoint
     if exporter is None:
         if settings.logs_exporter != "otlp":
             return None  # "console" is the JSON on stdout itself; "none" is stdout only
         exporter = _otlp_exporter(settings, "logs")
-    else:
-        endpoint = type(exporter).__name__
 
     def report_drops(count: int) -> None:
         _report(
@@ -144,7 +145,7 @@ def _log_queue(
         exporter,
         resource,
         max_queue_size=settings.export_queue_size,
-        health=ExportHealth("logs", endpoint, _report),
+        health=health,
         report_drops=report_drops,
     )
 
@@ -160,18 +161,20 @@ def _otlp_exporter(settings: Settings, signal_name: str) -> Any:
     return getattr(module, class_name)(endpoint=endpoint)
 
 
-def _tracer_provider(settings: Settings, resource: Resource, exporter: SpanExporter | None) -> TracerProvider:
+def _tracer_provider(
+    settings: Settings, resource: Resource, exporter: SpanExporter | None, health: ExportHealth
+) -> tuple[TracerProvider, ReportingSpanExporter | None]:
     provider = TracerProvider(resource=resource, shutdown_on_exit=False)
+    reporting = None
     if exporter is not None:
         provider.add_span_processor(SimpleSpanProcessor(exporter))
     elif settings.traces_exporter == "otlp":
-        health = ExportHealth("traces", settings.otlp_traces_endpoint, _report)
-        inner = ReportingSpanExporter(_otlp_exporter(settings, "traces"), health)
-        provider.add_span_processor(BatchSpanProcessor(inner))
+        reporting = ReportingSpanExporter(_otlp_exporter(settings, "traces"), health)
+        provider.add_span_processor(BatchSpanProcessor(reporting))
     elif settings.traces_exporter == "console":
         # stdout carries one JSON log object per line; spans printed for humans go to stderr.
         provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(out=sys.stderr)))
-    return provider
+    return provider, reporting
 
 
 def _configure_logging(settings: Settings, runtime: _Runtime) -> None:
@@ -241,12 +244,22 @@ def _guard_structlog_configure(ensured: list[Processor]) -> None:
     structlog.configure = configure
 
 
-def _redactor(settings: Settings) -> Processor | None:
+def _optional(module: str, name: str) -> Any:
+    """An attribute of a package module that may not be importable (a missing optional extra)."""
     try:
-        from otel_logkit.redact import RedactingProcessor, Redactor  # type: ignore[attr-defined]
-    except ImportError:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
         return None
-    return RedactingProcessor(Redactor.from_settings(settings))  # type: ignore[no-any-return]
+
+
+def _redactor(settings: Settings) -> Processor | None:
+    redactor, processor = (
+        _optional("otel_logkit.redact", "Redactor"),
+        _optional("otel_logkit.redact", "RedactingProcessor"),
+    )
+    if redactor is None or processor is None:
+        return None
+    return processor(redactor.from_settings(settings))  # type: ignore[no-any-return]
 
 
 def _isatty(stream: IO[str]) -> bool:
@@ -288,21 +301,19 @@ def _instrument(settings: Settings, tracer_provider: TracerProvider | None) -> l
 
 
 def _install_web(settings: Settings) -> None:
-    try:
-        from otel_logkit.redact import Redactor  # type: ignore[attr-defined]
-        from otel_logkit.web import install  # type: ignore[attr-defined]
-    except ImportError:
-        return
-    install(settings, Redactor.from_settings(settings))
+    install, redactor = _optional("otel_logkit.web", "install"), _optional("otel_logkit.redact", "Redactor")
+    if callable(install) and redactor is not None:
+        install(settings, redactor.from_settings(settings))
 
 
 def _hook_kwargs(settings: Settings) -> dict[str, dict[str, Any]]:
-    try:
-        from otel_logkit.gateways.hooks import instrument_kwargs  # type: ignore[import-not-found]
-        from otel_logkit.redact import Redactor  # type: ignore[attr-defined]
-    except ImportError:
+    kwargs, redactor = (
+        _optional("otel_logkit.gateways.hooks", "instrument_kwargs"),
+        _optional("otel_logkit.redact", "Redactor"),
+    )
+    if kwargs is None or redactor is None:
         return {}
-    return instrument_kwargs(settings, Redactor.from_settings(settings))  # type: ignore[no-any-return]
+    return kwargs(settings, redactor.from_settings(settings))  # type: ignore[no-any-return]
 
 
 # -- shutdown -----------------------------------------------------------------------------------
@@ -320,10 +331,14 @@ def shutdown(timeout: float | None = None) -> None:
     deadline = time.monotonic() + timeout
 
     def work() -> None:
-        if runtime.tracer_provider is not None:
+        spans_failing = runtime.span_exporter is not None and runtime.span_exporter.failing
+        if runtime.tracer_provider is not None and not spans_failing:
             runtime.tracer_provider.force_flush(int(max(0.0, deadline - time.monotonic()) * 1000))
         if runtime.log_queue is not None:
             runtime.log_queue.shutdown(max(0.0, deadline - time.monotonic()))
+        if runtime.span_exporter is not None and spans_failing:
+            # Interrupt the exporter's retries first: the collector is known to be down.
+            runtime.span_exporter.shutdown()
         if runtime.tracer_provider is not None:
             runtime.tracer_provider.shutdown()
 

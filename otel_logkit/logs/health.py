@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
@@ -19,49 +20,56 @@ Report = Callable[[str, str, dict[str, Any]], None]
 
 
 class ExportHealth:
-    """Tracks whether exports of one signal to one endpoint are failing; reports changes once.
+    """Tracks whether OTLP exports are failing, per signal; reports state changes once.
+
+    One line when the first signal starts failing, one when every signal has recovered: with the
+    collector down there is a single WARNING for logs and traces together.
 
     Args:
-        signal: ``logs`` or ``traces``.
-        endpoint: where the exporter sends, for the message.
+        endpoint: where the exporters send, for the message.
         report: writes one line (level, message, fields).
     """
 
-    def __init__(self, signal: str, endpoint: str, report: Report) -> None:
-        self.signal = signal
+    def __init__(self, endpoint: str, report: Report) -> None:
         self.endpoint = endpoint
         self._report = report
         self._lock = threading.Lock()
-        self.failing = False
+        self._failing: set[str] = set()
         self.failures = 0
 
-    def failed(self, reason: str | None) -> None:
+    def is_failing(self, signal: str | None = None) -> bool:
+        """Whether ``signal`` (or any signal) is failing now."""
+        return bool(self._failing) if signal is None else signal in self._failing
+
+    def failed(self, signal: str, reason: str | None) -> None:
         """Record a failed export; the first failure of an outage writes one WARNING line."""
         with self._lock:
             self.failures += 1
-            if self.failing:
-                return
-            self.failing = True
-        self._report(
-            "warning",
-            f"OTLP {self.signal} export to {self.endpoint} is failing; "
-            "stdout is unaffected, export is retried, no further message until it recovers",
-            {"otlp_signal": self.signal, "otlp_endpoint": self.endpoint, "reason": reason or "export failed"},
-        )
+            first = not self._failing
+            self._failing.add(signal)
+        if first:
+            self._report(
+                "warning",
+                f"OTLP export to {self.endpoint} is failing; stdout is unaffected, export is retried, "
+                "no further message until it recovers",
+                {"otlp_signal": signal, "otlp_endpoint": self.endpoint, "reason": reason or "export failed"},
+            )
 
-    def succeeded(self) -> None:
-        """Record a successful export; the first success after an outage writes one INFO line."""
-        if not self.failing:
+    def succeeded(self, signal: str) -> None:
+        """Record a successful export; the last signal to recover writes one INFO line."""
+        if signal not in self._failing:
             return
         with self._lock:
-            if not self.failing:
+            if signal not in self._failing:
                 return
-            self.failing = False
-        self._report(
-            "info",
-            f"OTLP {self.signal} export to {self.endpoint} recovered",
-            {"otlp_signal": self.signal, "otlp_endpoint": self.endpoint},
-        )
+            self._failing.discard(signal)
+            recovered = not self._failing
+        if recovered:
+            self._report(
+                "info",
+                f"OTLP export to {self.endpoint} recovered",
+                {"otlp_signal": signal, "otlp_endpoint": self.endpoint},
+            )
 
 
 class ReportingSpanExporter(SpanExporter):
@@ -74,15 +82,21 @@ class ReportingSpanExporter(SpanExporter):
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         """Export through the wrapped exporter and record the outcome."""
         try:
-            result = self._inner.export(spans)
+            with suppress_instrumentation():
+                result = self._inner.export(spans)
         except Exception as error:  # noqa: BLE001 - an exporter bug must not kill the batch worker
-            self._health.failed(repr(error))
+            self._health.failed("traces", repr(error))
             return SpanExportResult.FAILURE
         if result is SpanExportResult.SUCCESS:
-            self._health.succeeded()
+            self._health.succeeded("traces")
         else:
-            self._health.failed(None)
+            self._health.failed("traces", None)
         return result
+
+    @property
+    def failing(self) -> bool:
+        """Whether the last export failed."""
+        return self._health.is_failing("traces")
 
     def shutdown(self) -> None:
         """Shut the wrapped exporter down (interrupting its retries)."""

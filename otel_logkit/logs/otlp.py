@@ -17,9 +17,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from opentelemetry import trace
+from opentelemetry import context, trace
 from opentelemetry._logs import LogRecord, SeverityNumber
-from opentelemetry.context import Context
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, Context
 from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 from opentelemetry.sdk.resources import Resource
@@ -174,6 +174,8 @@ class LogExportQueue:
             self._start_worker()
 
     def _run(self) -> None:
+        # The exporter's own HTTP calls must not create client spans (a feedback loop).
+        context.attach(context.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
         while True:
             self._wake.wait(self._schedule_delay)
             self._wake.clear()
@@ -206,14 +208,14 @@ class LogExportQueue:
         except Exception as error:  # noqa: BLE001 - an exporter bug must never stop the worker
             result = LogRecordExportResult.FAILURE
             if self._health is not None:
-                self._health.failed(repr(error))
+                self._health.failed("logs", repr(error))
             return
         if result is LogRecordExportResult.SUCCESS:
             self._exported_total += len(records)
             if self._health is not None:
-                self._health.succeeded()
+                self._health.succeeded("logs")
         elif self._health is not None:
-            self._health.failed(None)
+            self._health.failed("logs", None)
 
     def _record(self, event: EventDict) -> ReadableLogRecord:
         ns = event.get(NS_KEY) or time.time_ns()
@@ -257,6 +259,11 @@ class LogExportQueue:
         self._report_drops(dropped)
 
     # -- lifecycle ------------------------------------------------------------------------------
+    @property
+    def failing(self) -> bool:
+        """Whether the last export failed (the endpoint is down or refusing)."""
+        return self._health is not None and self._health.is_failing("logs")
+
     def force_flush(self, timeout: float = 5.0) -> bool:
         """Export everything queued so far; return whether it finished within ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
@@ -271,7 +278,10 @@ class LogExportQueue:
     def shutdown(self, timeout: float = 5.0) -> None:
         """Flush within ``timeout`` seconds, report drops, stop the worker and the exporter."""
         deadline = time.monotonic() + timeout
-        self.force_flush(timeout)
+        if not self.failing:
+            # With the endpoint known to be down, waiting would only delay the exit: stdout has
+            # every line, and the exporter's retries are interrupted by its shutdown below.
+            self.force_flush(timeout)
         self._maybe_report_drops(force=True)
         self._shutdown = True
         self._wake.set()

@@ -21,6 +21,7 @@ from typing import IO, Any
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
+_EXPORT_THREADS = ("otel-logkit", "OtelBatch")
 _SILENCED: set[str] = set()
 _PATCHED: dict[str, Callable[..., Any]] = {}
 _HANDLER: LogkitHandler | None = None
@@ -116,6 +117,12 @@ class LogkitHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         """Format and write one record; a formatting failure is reported once, not raised."""
+        if (
+            record.threadName
+            and record.threadName.startswith(_EXPORT_THREADS)
+            and not record.name.startswith("otel_logkit")
+        ):
+            return  # the exporters' own HTTP plumbing (urllib3, grpc): noise, and a feedback loop
         try:
             self.writer.write(self.format(record))
         except RecursionError:
@@ -201,6 +208,8 @@ def install(handler: LogkitHandler, level: int) -> None:
     # The exporters' own error lines become a stream with the collector down; ExportHealth
     # reports the outage once instead.
     logging.getLogger("opentelemetry.exporter").setLevel(logging.CRITICAL)
+    # The SDK's and the runner's DEBUG lines ("Instrumented requests", ...) are not the app's.
+    logging.getLogger("opentelemetry").setLevel(max(level, logging.INFO))
     reclaim_console()
 
 
@@ -215,6 +224,7 @@ def uninstall() -> None:
         logging.getLogger(name).disabled = False
     _SILENCED.clear()
     logging.getLogger("opentelemetry.exporter").setLevel(logging.NOTSET)
+    logging.getLogger("opentelemetry").setLevel(logging.NOTSET)
     if handler is None:
         return
     for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]:
