@@ -1,0 +1,203 @@
+"""What the ASGI and WSGI middlewares share: per-request state and the access and error lines."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Mapping
+from contextvars import Token
+from typing import Any
+
+import structlog
+from opentelemetry import baggage, trace
+from opentelemetry import context as otel_context
+from opentelemetry.trace import NonRecordingSpan, SpanContext
+
+from otel_logkit import attributes, context
+from otel_logkit.config import Settings
+from otel_logkit.web import _failsafe
+from otel_logkit.web.body import BodyCapture, BodySummarizer
+
+ACCESS_LOGGER = "otel_logkit.access"
+"""Logger name of the access line (one per request)."""
+
+ERROR_LOGGER = "otel_logkit.error"
+"""Logger name of the unhandled-exception line."""
+
+BAGGAGE_KEY = "request_id"
+"""W3C baggage entry carrying the request id to the next service."""
+
+USER_AGENT_MAX = 512
+"""Characters of ``User-Agent`` kept on the access line."""
+
+
+class RequestState:
+    """Everything known about one request, shared by the outer middleware and the inner probe."""
+
+    __slots__ = (
+        "body",
+        "client_ip",
+        "excluded",
+        "finished",
+        "inner_token",
+        "logged_exc",
+        "method",
+        "owner",
+        "path",
+        "request_id",
+        "route",
+        "span_context",
+        "start_ns",
+        "status_code",
+        "user_agent",
+    )
+
+    def __init__(
+        self,
+        *,
+        request_id: str,
+        method: str,
+        path: str,
+        client_ip: str | None,
+        user_agent: str | None,
+        body: BodyCapture,
+        excluded: bool,
+        owner: RequestLogging,
+    ) -> None:
+        self.owner = owner
+        self.request_id = request_id
+        self.method = method
+        self.path = path
+        self.client_ip = client_ip
+        self.user_agent = user_agent
+        self.body = body
+        self.excluded = excluded
+        self.start_ns = time.perf_counter_ns()
+        self.status_code: int | None = None
+        self.route: str | None = None
+        self.span_context: SpanContext | None = None
+        self.logged_exc: BaseException | None = None
+        self.finished = False
+        self.inner_token: Token[otel_context.Context] | None = None
+
+
+class RequestLogging:
+    """Writes the access and error lines of requests, configured once per middleware.
+
+    Args:
+        settings: the effective settings (body summary size, excluded URLs).
+        redactor: summarizes request bodies; ``None`` uses a blunt local fallback.
+    """
+
+    def __init__(self, settings: Settings, redactor: BodySummarizer | None) -> None:
+        self.settings = settings
+        self.redactor = redactor
+        patterns = settings.excluded_urls
+        self._excluded = re.compile("|".join(f"(?:{p})" for p in patterns)) if patterns else None
+        self._access = structlog.get_logger(ACCESS_LOGGER)
+        self._error = structlog.get_logger(ERROR_LOGGER)
+
+    def is_excluded(self, path: str, url: str) -> bool:
+        """Whether the request gets no access line (``LOGKIT_EXCLUDED_URLS``, searched in path and URL)."""
+        return self._excluded is not None and bool(self._excluded.search(path) or self._excluded.search(url))
+
+    def enter_span(self, state: RequestState) -> Token[otel_context.Context] | None:
+        """Inside the server span: remember it, tag it, and put the id in baggage; return the token."""
+        try:
+            span = trace.get_current_span()
+            span_context = span.get_span_context()
+            if span_context.is_valid:
+                state.span_context = span_context
+                if span.is_recording():
+                    span.set_attribute(attributes.REQUEST_ID, state.request_id)
+            return otel_context.attach(baggage.set_baggage(BAGGAGE_KEY, state.request_id))
+        except Exception as exc:  # noqa: BLE001 - telemetry must not reach the app
+            _failsafe.report("request span", exc)
+            return None
+
+    def log_error(self, state: RequestState, exc: BaseException) -> None:
+        """Write the ERROR line for an unhandled exception, once per exception and request."""
+        if state.logged_exc is exc:
+            return
+        state.logged_exc = exc
+        try:
+            limit = self.settings.body_summary_max
+            with _SpanScope(state):
+                self._error.error(
+                    "unhandled exception",
+                    exc_info=exc,
+                    error_type=type(exc).__name__,
+                    request_id=state.request_id,
+                    method=state.method,
+                    path=state.path,
+                    route=state.route,
+                    request_body=state.body.summary(limit, self.redactor),
+                )
+        except Exception as error:  # noqa: BLE001 - telemetry must not reach the app
+            _failsafe.report("error line", error)
+
+    def log_access(self, state: RequestState, *, complete: bool) -> None:
+        """Write the access line, once per request, unless the URL is excluded."""
+        if state.finished:
+            return
+        state.finished = True
+        if state.excluded:
+            return
+        try:
+            status = state.status_code if state.status_code is not None else 500
+            fields: dict[str, Any] = {
+                "method": state.method,
+                "route": state.route,
+                "path": state.path,
+                "status_code": status,
+                "duration_ms": round((time.perf_counter_ns() - state.start_ns) / 1e6, 3),
+                "client_ip": state.client_ip,
+                "user_agent": state.user_agent,
+                "request_id": state.request_id,
+            }
+            if not complete:
+                fields["response_incomplete"] = True
+            with _SpanScope(state):
+                if status < 500:
+                    self._access.info("request", **fields)
+                elif state.logged_exc is None:
+                    self._access.error("request", **fields)
+                else:
+                    # The exception already has its ERROR line: one ERROR line per failure.
+                    self._access.warning("request", **fields)
+        except Exception as exc:  # noqa: BLE001 - telemetry must not reach the app
+            _failsafe.report("access line", exc)
+
+
+class _SpanScope:
+    """Make the request's server span current while a line is written, so it carries its ids."""
+
+    __slots__ = ("_state", "_token")
+
+    def __init__(self, state: RequestState) -> None:
+        self._state = state
+        self._token: Token[otel_context.Context] | None = None
+
+    def __enter__(self) -> None:
+        span_context = self._state.span_context
+        if span_context is not None and trace.get_current_span().get_span_context() != span_context:
+            self._token = otel_context.attach(trace.set_span_in_context(NonRecordingSpan(span_context)))
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._token is not None:
+            otel_context.detach(self._token)
+
+
+Bound = tuple["Token[str | None]", "Mapping[str, Token[Any]]"]
+
+
+def bind_request_id(request_id: str) -> Bound:
+    """Set the request id in :mod:`otel_logkit.context` and structlog's contextvars."""
+    return context.request_id.set(request_id), structlog.contextvars.bind_contextvars(request_id=request_id)
+
+
+def unbind_request_id(bound: Bound) -> None:
+    """Undo :func:`bind_request_id`."""
+    token, structlog_tokens = bound
+    structlog.contextvars.reset_contextvars(**structlog_tokens)
+    context.request_id.reset(token)

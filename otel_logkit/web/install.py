@@ -1,0 +1,207 @@
+"""Automatic installation of the request-context middleware on Starlette/FastAPI and Flask apps.
+
+Mechanism (patching classes, so that apps need no code change):
+
+- ``Starlette.__call__`` runs every request through one :class:`RequestContextMiddleware` per
+  app, outermost: the request id reaches every response, including the 500 that Starlette's
+  ``ServerErrorMiddleware`` sends, and ``duration_ms`` covers the whole stack.
+- ``Starlette.build_middleware_stack`` and ``FastAPI.build_middleware_stack`` put a
+  :class:`SpanProbe` just inside ``ServerErrorMiddleware``. The OpenTelemetry FastAPI
+  instrumentation re-wraps that part inside its server span, so the probe sees the span: the
+  access and error lines carry its ``trace_id``/``span_id``.
+- ``Flask.__call__`` runs every request through a :class:`WSGIRequestContextMiddleware`.
+
+No framework is imported by otel-logkit: each class is patched when its module is imported by
+the app (a post-import hook), or at once if it is already imported. Patching twice is a no-op;
+:func:`install` again only changes the settings used by apps that serve their next request.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import threading
+from types import ModuleType
+from typing import Any
+
+import wrapt
+
+from otel_logkit.config import Settings
+from otel_logkit.web import _failsafe
+from otel_logkit.web.asgi import RequestContextMiddleware, SpanProbe
+from otel_logkit.web.body import BodySummarizer
+from otel_logkit.web.types import Receive, Scope, Send, StartResponse, WSGIEnviron
+
+_PATCHED = "__otel_logkit_original__"
+_APP_ATTRIBUTE = "_otel_logkit_middleware"
+
+
+class _Installed:
+    settings: Settings | None = None
+    redactor: BodySummarizer | None = None
+    generation = 0
+    hooks_registered = False
+    patched: list[tuple[type, str, Any]] = []  # noqa: RUF012 - process-wide registry of patches
+
+
+_lock = threading.Lock()
+
+
+def install(settings: Settings, redactor: BodySummarizer | None = None) -> None:
+    """Install the request-context middleware on every Starlette/FastAPI and Flask app.
+
+    Idempotent. Also silences uvicorn's access logger: the access line replaces it.
+
+    Args:
+        settings: the effective settings.
+        redactor: an :class:`otel_logkit.redact.Redactor`; ``None`` uses a blunt local fallback.
+    """
+    with _lock:
+        _Installed.settings = settings
+        _Installed.redactor = redactor
+        _Installed.generation += 1
+        register = not _Installed.hooks_registered
+        _Installed.hooks_registered = True
+    for module_name, patcher in _PATCHERS:
+        if register:
+            # Runs at once when the module is already imported, else right after its import.
+            wrapt.register_post_import_hook(patcher, module_name)
+        elif module_name in sys.modules:
+            patcher(sys.modules[module_name])
+    _silence_uvicorn_access()
+
+
+def uninstall() -> None:
+    """Undo the class patches (tests). Apps already built keep their middleware stacks."""
+    with _lock:
+        for cls, name, original in reversed(_Installed.patched):
+            setattr(cls, name, original)
+        _Installed.patched.clear()
+        _Installed.settings = None
+        _Installed.redactor = None
+        _Installed.generation += 1
+
+
+def _silence_uvicorn_access() -> None:
+    try:
+        from otel_logkit.logs.stdlib import silence_logger
+    except ImportError:  # pragma: no cover - the logging chain ships with the package
+        return
+    silence_logger("uvicorn.access")
+
+
+def _patch(cls: type, name: str, make: Any) -> None:
+    current = cls.__dict__.get(name)
+    if current is None or getattr(current, _PATCHED, None) is not None:
+        return
+    replacement = functools.wraps(current)(make(current))
+    setattr(replacement, _PATCHED, current)
+    setattr(cls, name, replacement)
+    _Installed.patched.append((cls, name, current))
+
+
+def _patch_starlette(module: ModuleType) -> None:
+    with _lock:
+        if _Installed.settings is None:
+            return
+        _patch(module.Starlette, "__call__", _wrap_asgi_call)
+        _patch(module.Starlette, "build_middleware_stack", _wrap_build)
+
+
+def _patch_fastapi(module: ModuleType) -> None:
+    with _lock:
+        if _Installed.settings is None:
+            return
+        _patch(module.FastAPI, "build_middleware_stack", _wrap_build)
+
+
+def _patch_flask(module: ModuleType) -> None:
+    with _lock:
+        if _Installed.settings is None:
+            return
+        _patch(module.Flask, "__call__", _wrap_wsgi_call)
+
+
+_PATCHERS = (
+    ("starlette.applications", _patch_starlette),
+    ("fastapi.applications", _patch_fastapi),
+    ("flask.app", _patch_flask),
+)
+
+
+def _middleware_for(app: Any, make: Any) -> Any:
+    """The app's middleware for the current installation, built on first use."""
+    cached = app.__dict__.get(_APP_ATTRIBUTE)
+    if cached is not None and cached[0] == _Installed.generation:
+        return cached[1]
+    settings = _Installed.settings
+    if settings is None:
+        return None
+    middleware = make(settings, _Installed.redactor)
+    app.__dict__[_APP_ATTRIBUTE] = (_Installed.generation, middleware)
+    return middleware
+
+
+def _wrap_asgi_call(original: Any) -> Any:
+    async def call(self: Any, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await original(self, scope, receive, send)
+            return
+        try:
+            middleware = _middleware_for(
+                self,
+                lambda settings, redactor: RequestContextMiddleware(
+                    functools.partial(original, self), settings, redactor
+                ),
+            )
+        except Exception as exc:  # noqa: BLE001 - telemetry must not reach the app
+            _failsafe.report("middleware setup", exc)
+            middleware = None
+        if middleware is None:
+            await original(self, scope, receive, send)
+            return
+        await middleware(scope, receive, send)
+
+    return call
+
+
+def _wrap_build(original: Any) -> Any:
+    def build_middleware_stack(self: Any) -> Any:
+        stack = original(self)
+        if _Installed.settings is None:
+            return stack
+        try:
+            from starlette.middleware.errors import ServerErrorMiddleware
+
+            if isinstance(stack, ServerErrorMiddleware):
+                if not isinstance(stack.app, SpanProbe):
+                    stack.app = SpanProbe(stack.app)
+                return stack
+            return stack if isinstance(stack, SpanProbe) else SpanProbe(stack)
+        except Exception as exc:  # noqa: BLE001 - telemetry must not reach the app
+            _failsafe.report("middleware stack", exc)
+            return stack
+
+    return build_middleware_stack
+
+
+def _wrap_wsgi_call(original: Any) -> Any:
+    from otel_logkit.web.wsgi import WSGIRequestContextMiddleware, flask_route, install_flask_hooks
+
+    def call(self: Any, environ: WSGIEnviron, start_response: StartResponse) -> Any:
+        try:
+            install_flask_hooks(self)
+            middleware = _middleware_for(
+                self,
+                lambda settings, redactor: WSGIRequestContextMiddleware(
+                    functools.partial(original, self), settings, redactor, route=flask_route
+                ),
+            )
+        except Exception as exc:  # noqa: BLE001 - telemetry must not reach the app
+            _failsafe.report("middleware setup", exc)
+            middleware = None
+        if middleware is None:
+            return original(self, environ, start_response)
+        return middleware(environ, start_response)
+
+    return call

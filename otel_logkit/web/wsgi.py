@@ -1,0 +1,288 @@
+"""Request context for WSGI apps (Flask): request id, access line, exception line.
+
+The same behaviour as :mod:`otel_logkit.web.asgi`. The access line is written when the
+response iterable is exhausted or closed, so ``duration_ms`` covers a streamed body. The
+request id is bound around each step the server drives (call, each chunk, close) rather than
+left set on the thread between them, so no id can bleed into another request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry import trace
+
+from otel_logkit.config import Settings
+from otel_logkit.web import _failsafe
+from otel_logkit.web._core import RequestLogging, RequestState, bind_request_id, unbind_request_id
+from otel_logkit.web.asgi import STATE_KEY
+from otel_logkit.web.body import BodyCapture, BodySummarizer
+from otel_logkit.web.client_ip import client_ip
+from otel_logkit.web.request_id import new_request_id, sane_request_id
+from otel_logkit.web.types import ExcInfo, StartResponse, WSGIApp, WSGIEnviron
+
+_HOOKS_ATTRIBUTE = "_otel_logkit_hooks"
+
+
+@dataclass
+class WSGIRequestContextMiddleware:
+    """WSGI middleware: request id, one access line, one error line per unhandled exception.
+
+    Installed on Flask apps by :func:`otel_logkit.web.install`; usable on any WSGI app:
+    ``app.wsgi_app = WSGIRequestContextMiddleware(app.wsgi_app)``.
+
+    Args:
+        app: the WSGI app to wrap.
+        settings: header name, body summary size, trusted proxies, excluded URLs.
+        redactor: summarizes request bodies for the error line; ``None`` uses a blunt fallback.
+        route: returns the matched route template of a finished request, if the framework knows it.
+    """
+
+    app: WSGIApp
+    settings: Settings = field(default_factory=Settings.from_env)
+    redactor: BodySummarizer | None = None
+    route: Callable[[WSGIEnviron], str | None] | None = None
+
+    def __post_init__(self) -> None:
+        self._environ_key = "HTTP_" + self.settings.request_id_header.upper().replace("-", "_")
+        self._header_lower = self.settings.request_id_header.lower()
+        self._logging = RequestLogging(self.settings, self.redactor)
+
+    def __call__(self, environ: WSGIEnviron, start_response: StartResponse) -> Iterable[bytes]:
+        """Serve one request."""
+        if STATE_KEY in environ:
+            return self.app(environ, start_response)
+        try:
+            state = self._start(environ)
+        except Exception as exc:  # noqa: BLE001 - telemetry must not reach the app
+            _failsafe.report("request start", exc)
+            return self.app(environ, start_response)
+        environ[STATE_KEY] = state
+        bound = bind_request_id(state.request_id)
+        try:
+            result = self.app(environ, self._start_response(state, start_response))
+        except BaseException as exc:
+            if isinstance(exc, Exception):
+                self._logging.log_error(state, exc)
+            self._finish(state, environ, complete=False)
+            raise
+        finally:
+            unbind_request_id(bound)
+        return _Body(result, self, state, environ)
+
+    def _start(self, environ: WSGIEnviron) -> RequestState:
+        # WSGI joins repeated headers with ", ": a joined value fails the sanity check.
+        raw_id = environ.get(self._environ_key)
+        ids = [raw_id.encode("latin-1", errors="replace")] if isinstance(raw_id, str) else []
+        forwarded = environ.get("HTTP_X_FORWARDED_FOR")
+        path = _text(environ.get("PATH_INFO", ""))
+        query = _text(environ.get("QUERY_STRING", ""))
+        state = RequestState(
+            request_id=sane_request_id(ids) or new_request_id(),
+            method=str(environ.get("REQUEST_METHOD", "")),
+            path=path,
+            client_ip=client_ip(
+                environ.get("REMOTE_ADDR") or None,
+                [forwarded] if isinstance(forwarded, str) else [],
+                self.settings.trusted_proxies,
+            ),
+            user_agent=_text(environ.get("HTTP_USER_AGENT"))[:512] or None,
+            body=BodyCapture(self.settings.body_summary_max, environ.get("CONTENT_TYPE") or None),
+            excluded=self._logging.is_excluded(path, path + "?" + query if query else path),
+            owner=self._logging,
+        )
+        stream = environ.get("wsgi.input")
+        if stream is not None:
+            environ["wsgi.input"] = _CapturingInput(stream, state.body)
+        return state
+
+    def _start_response(self, state: RequestState, start_response: StartResponse) -> StartResponse:
+        header = (self.settings.request_id_header, state.request_id)
+        lowered = self._header_lower
+
+        def start_response_wrapper(
+            status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
+        ) -> Callable[[bytes], object]:
+            try:
+                state.status_code = int(status.split(" ", 1)[0])
+                span_context = trace.get_current_span().get_span_context()
+                if span_context.is_valid and state.span_context is None:
+                    state.span_context = span_context
+                if not any(name.lower() == lowered for name, _ in headers):
+                    headers = [*headers, header]
+            except Exception as exc:  # noqa: BLE001 - telemetry must not reach the app
+                _failsafe.report("response header", exc)
+            if exc_info is None:
+                return start_response(status, headers)
+            return start_response(status, headers, exc_info)
+
+        return start_response_wrapper
+
+    def _finish(self, state: RequestState, environ: WSGIEnviron, *, complete: bool) -> None:
+        if state.finished:
+            return
+        if state.route is None and self.route is not None:
+            try:
+                state.route = self.route(environ)
+            except Exception as exc:  # noqa: BLE001 - telemetry must not reach the app
+                _failsafe.report("route", exc)
+        self._logging.log_access(state, complete=complete)
+
+
+class _Body:
+    """The app's response iterable, with the access line written when it ends."""
+
+    def __init__(
+        self,
+        inner: Iterable[bytes],
+        owner: WSGIRequestContextMiddleware,
+        state: RequestState,
+        environ: WSGIEnviron,
+    ) -> None:
+        self._inner = inner
+        self._iterator: Iterator[bytes] | None = None
+        self._owner = owner
+        self._state = state
+        self._environ = environ
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        bound = bind_request_id(self._state.request_id)
+        try:
+            if self._iterator is None:
+                self._iterator = iter(self._inner)
+            return next(self._iterator)
+        except StopIteration:
+            self._owner._finish(self._state, self._environ, complete=True)
+            raise
+        except BaseException as exc:
+            if isinstance(exc, Exception):
+                self._state.owner.log_error(self._state, exc)
+            self._owner._finish(self._state, self._environ, complete=False)
+            raise
+        finally:
+            unbind_request_id(bound)
+
+    def close(self) -> None:
+        """Close the app's iterable (WSGI requires it) and write the access line if not yet done."""
+        bound = bind_request_id(self._state.request_id)
+        try:
+            close = getattr(self._inner, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._owner._finish(self._state, self._environ, complete=False)
+            unbind_request_id(bound)
+
+
+class _CapturingInput:
+    """``wsgi.input`` that lets the body summary see what the app reads, as it reads it."""
+
+    def __init__(self, stream: Any, capture: BodyCapture) -> None:
+        self._stream = stream
+        self._capture = capture
+
+    def _seen(self, data: bytes) -> bytes:
+        try:
+            self._capture.feed(data)
+        except Exception as exc:  # noqa: BLE001 - telemetry must not reach the app
+            _failsafe.report("request body", exc)
+        return data
+
+    def read(self, *args: Any) -> bytes:
+        """Read like the wrapped stream."""
+        return self._seen(self._stream.read(*args))
+
+    def readline(self, *args: Any) -> bytes:
+        """Read one line like the wrapped stream."""
+        return self._seen(self._stream.readline(*args))
+
+    def readlines(self, *args: Any) -> list[bytes]:
+        """Read lines like the wrapped stream."""
+        return [self._seen(line) for line in self._stream.readlines(*args)]
+
+    def __iter__(self) -> Iterator[bytes]:
+        return (self._seen(line) for line in self._stream)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def _text(value: Any) -> str:
+    # PEP 3333 carries header bytes as latin-1 str; undo that to read UTF-8 paths correctly.
+    if not isinstance(value, str):
+        return ""
+    return value.encode("latin-1", errors="replace").decode("utf-8", errors="replace")
+
+
+def flask_route(environ: WSGIEnviron) -> str | None:
+    """The Flask URL rule of a finished request, e.g. ``/orders/<int:order_id>``."""
+    request = environ.get("werkzeug.request")
+    rule = getattr(request, "url_rule", None)
+    template = getattr(rule, "rule", None)
+    return template if isinstance(template, str) else None
+
+
+def install_flask_hooks(app: Any) -> None:
+    """Add the in-span hooks to a Flask app, once, after the OpenTelemetry ones.
+
+    ``before_request`` runs after OpenTelemetry's (which starts the server span), so it can tag
+    the span and put the request id in baggage; ``got_request_exception`` writes the error
+    line while the span is current.
+    """
+    if app.__dict__.get(_HOOKS_ATTRIBUTE):
+        return
+    app.__dict__[_HOOKS_ATTRIBUTE] = True
+    # Appended directly: Flask refuses setup methods after the first request, and these must
+    # run last among before_request functions and first among teardown functions.
+    app.before_request_funcs.setdefault(None, []).append(_flask_before_request)
+    app.teardown_request_funcs.setdefault(None, []).append(_flask_teardown_request)
+    from flask import got_request_exception
+
+    got_request_exception.connect(_flask_exception, app, weak=False)
+
+
+def _flask_state() -> RequestState | None:
+    from flask import request
+
+    state = request.environ.get(STATE_KEY)
+    return state if isinstance(state, RequestState) else None
+
+
+def _flask_before_request() -> None:
+    state = _flask_state()
+    if state is not None and state.inner_token is None:
+        state.inner_token = state.owner.enter_span(state)
+
+
+def _flask_teardown_request(exc: BaseException | None) -> None:
+    state = _flask_state()
+    if state is None:
+        return
+    state.span_context = state.span_context or _valid_span_context()
+    token, state.inner_token = state.inner_token, None
+    if token is not None:
+        from opentelemetry import context as otel_context
+
+        try:
+            otel_context.detach(token)
+        except Exception as error:  # noqa: BLE001 - telemetry must not reach the app
+            _failsafe.report("context detach", error)
+
+
+def _flask_exception(sender: Any, exception: BaseException, **extra: Any) -> None:
+    from flask import request
+
+    state = _flask_state()
+    if state is not None:
+        state.route = state.route or flask_route(request.environ)
+        state.owner.log_error(state, exception)
+
+
+def _valid_span_context() -> trace.SpanContext | None:
+    span_context = trace.get_current_span().get_span_context()
+    return span_context if span_context.is_valid else None
