@@ -155,12 +155,16 @@ def render_json(logger: WrappedLogger, method_name: str, event_dict: EventDict) 
         return orjson.dumps(event_dict, default=_default, option=_OPTIONS).decode()
     except TypeError:
         # Integers beyond 64 bits, or cycles: fall back to a faithful but slower text rendering.
-        return orjson.dumps({str(k): _safe(v) for k, v in event_dict.items()}, option=_OPTIONS).decode()
+        return orjson.dumps(_safe(event_dict), option=_OPTIONS).decode()
 
 
-def _safe(value: Any) -> Any:
+def _safe(value: Any, depth: int = 0) -> Any:
     if value is None or isinstance(value, (bool, str, float)):
         return value
     if isinstance(value, int):
         return value if -(2**63) <= value < 2**64 else str(value)
-    return repr(value)
+    if depth < 8 and isinstance(value, dict):
+        return {str(k): _safe(v, depth + 1) for k, v in value.items()}
+    if depth < 8 and isinstance(value, (list, tuple, set, frozenset)):
+        return [_safe(v, depth + 1) for v in value]
+    return _default(value)

@@ -1,0 +1,47 @@
+# otel-logkit front door. `make help` lists the targets.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PORT   ?= 8000
+
+.DEFAULT_GOAL := help
+.PHONY: help install test lint typecheck run demo collector e2e bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+install: $(VENV)/.installed ## create .venv and install otel-logkit with its test, lint and e2e tools
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev,e2e]'
+	touch $@
+
+test: install ## unit and integration tests (Python only, no collector)
+	$(BIN)/python -m pytest -m "not e2e" tests
+
+lint: install ## ruff lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install ## mypy --strict on the package
+	$(BIN)/mypy
+
+run: install ## run the example shop under otel-logkit-instrument on 127.0.0.1:$(PORT), JSON on stdout
+	OTEL_SERVICE_NAME=$${OTEL_SERVICE_NAME:-shop} LOGKIT_ENV=$${LOGKIT_ENV:-dev} \
+	  $(BIN)/otel-logkit-instrument uvicorn examples.shop.main:app --host 127.0.0.1 --port $(PORT)
+
+demo: run ## alias of run
+
+collector: ## build bin/otelcol-logkit with the OpenTelemetry Collector Builder (needs Go)
+	bash collector/build.sh
+
+e2e: install collector ## end-to-end tests through the real collector and local backends
+	$(BIN)/python -m pytest -m e2e tests/e2e
+
+bench: install ## benchmarks (bench/), results to compare with bench/RESULTS.md
+	$(BIN)/python bench/bench_logging.py
+
+clean: ## remove build output and caches (keeps .venv)
+	rm -rf bin build .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,45 @@
+"""Shared fixtures: a clean slate around every test, settings from plain dicts, captures."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import structlog
+
+from otel_logkit import context, setup
+from otel_logkit.config import Settings
+from otel_logkit.testing import Captured, capture
+
+
+@pytest.fixture(autouse=True)
+def _clean_slate() -> Iterator[None]:
+    """Undo otel-logkit's wiring, structlog configuration, root handlers and ContextVars."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    setup.reset()
+    structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()
+    context.request_id.set(None)
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.fixture
+def make_settings() -> Any:
+    """Build ``Settings`` from a plain dict of environment variables."""
+
+    def make(**env: str) -> Settings:
+        return Settings.from_env(env)
+
+    return make
+
+
+@pytest.fixture
+def captured() -> Iterator[Captured]:
+    """otel-logkit configured in-process (env=test, service=test-svc) with in-memory outputs."""
+    with capture(env="test", service="test-svc", log_level=logging.DEBUG) as result:
+        yield result

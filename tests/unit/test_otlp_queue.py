@@ -1,0 +1,169 @@
+"""LogExportQueue and ExportHealth: bounded hand-off, record conversion, reporting once."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from opentelemetry._logs import SeverityNumber
+from opentelemetry.sdk._logs import ReadableLogRecord
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, LogRecordExporter, LogRecordExportResult
+from opentelemetry.sdk.resources import Resource
+
+from otel_logkit.logs.health import ExportHealth
+from otel_logkit.logs.otlp import LogExportQueue, to_attribute
+from otel_logkit.logs.processors import NS_KEY
+
+RESOURCE = Resource.create({"service.name": "svc"})
+TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
+SPAN_ID = "b7ad6b7169203331"
+
+
+class BlockingExporter(LogRecordExporter):
+    """Blocks every export until released: a collector that does not answer."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.exported: list[ReadableLogRecord] = []
+
+    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
+        self.release.wait(10)
+        self.exported.extend(batch)
+        return LogRecordExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        self.release.set()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True
+
+
+class FailingExporter(LogRecordExporter):
+    """Fails every export, like a collector that is down."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
+        self.calls += 1
+        return LogRecordExportResult.FAILURE
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True
+
+
+def event(**fields: Any) -> dict[str, Any]:
+    """A rendered-ready event dict."""
+    return {"message": "order created", "level": "INFO", NS_KEY: 1_700_000_000_000_000_000, **fields}
+
+
+def test_record_carries_span_context_severity_body_and_typed_attributes() -> None:
+    """The SDK record has the span context set, severity, body = message, typed attributes."""
+    exporter = InMemoryLogRecordExporter()
+    queue = LogExportQueue(exporter, RESOURCE, schedule_delay=0.01)
+    queue.put(event(trace_id=TRACE_ID, span_id=SPAN_ID, order_id=7, ok=True, ratio=0.5, tags=["a"], service="svc"))
+    assert queue.force_flush(5)
+    (readable,) = exporter.get_finished_logs()
+    record = readable.log_record
+    assert int(TRACE_ID, 16) == record.trace_id
+    assert int(SPAN_ID, 16) == record.span_id
+    assert SeverityNumber.INFO == record.severity_number
+    assert "INFO" == record.severity_text
+    assert "order created" == record.body
+    assert 1_700_000_000_000_000_000 == record.timestamp
+    assert {"order_id": 7, "ok": True, "ratio": 0.5, "tags": ["a"]} == dict(record.attributes or {})
+    assert "svc" == readable.resource.attributes["service.name"]
+    queue.shutdown(1)
+
+
+def test_record_outside_span_has_no_span_context() -> None:
+    """Without trace ids the record's trace_id/span_id are zero (unset)."""
+    exporter = InMemoryLogRecordExporter()
+    queue = LogExportQueue(exporter, RESOURCE, schedule_delay=0.01)
+    queue.put(event())
+    queue.force_flush(5)
+    (readable,) = exporter.get_finished_logs()
+    assert (0, 0) == (readable.log_record.trace_id, readable.log_record.span_id)
+    queue.shutdown(1)
+
+
+def test_full_queue_drops_and_counts_and_reports_once() -> None:
+    """Past max_queue_size, records are dropped from export, counted, and reported in one call."""
+    exporter = BlockingExporter()
+    reports: list[int] = []
+    queue = LogExportQueue(exporter, RESOURCE, max_queue_size=100, max_batch_size=10, report_drops=reports.append)
+    for i in range(1000):
+        queue.put(event(i=i))
+    exporter.release.set()
+    queue.shutdown(5)
+    assert 1 == len(reports)
+    assert sum(reports) == queue.dropped_total
+    assert 1000 == queue.dropped_total + len(exporter.exported)
+    assert queue.dropped_total >= 1000 - 100 - 10
+
+
+def test_put_does_not_block_when_exporter_hangs() -> None:
+    """A hanging exporter never blocks the logging thread."""
+    exporter = BlockingExporter()
+    queue = LogExportQueue(exporter, RESOURCE, max_queue_size=50, max_batch_size=10)
+    done = threading.Event()
+
+    def burst() -> None:
+        for i in range(10_000):
+            queue.put(event(i=i))
+        done.set()
+
+    thread = threading.Thread(target=burst)
+    thread.start()
+    assert done.wait(5)
+    exporter.release.set()
+    queue.shutdown(2)
+
+
+def test_failures_reported_once_until_recovery() -> None:
+    """ExportHealth writes one WARNING per outage and one INFO on recovery."""
+    lines: list[tuple[str, str]] = []
+    health = ExportHealth("http://c:4318", lambda level, message, fields: lines.append((level, message)))
+    for _ in range(50):
+        health.failed("logs", "refused")
+        health.failed("traces", "refused")
+    health.succeeded("logs")
+    assert 1 == len(lines)
+    health.succeeded("traces")
+    health.failed("logs", "refused")
+    assert ["warning", "info", "warning"] == [level for level, _ in lines]
+
+
+def test_failing_exporter_marks_health() -> None:
+    """A failing exporter flips the queue to failing; shutdown with a dead endpoint is quick."""
+    lines: list[str] = []
+    health = ExportHealth("x", lambda level, message, fields: lines.append(level))
+    queue = LogExportQueue(FailingExporter(), RESOURCE, schedule_delay=0.01, health=health)
+    for i in range(20):
+        queue.put(event(i=i))
+    queue.force_flush(2)
+    assert queue.failing
+    assert ["warning"] == lines
+    queue.shutdown(5)
+
+
+def test_no_export_marker_skips_export() -> None:
+    """Events marked _logkit_no_export are not queued."""
+    exporter = InMemoryLogRecordExporter()
+    queue = LogExportQueue(exporter, RESOURCE, schedule_delay=0.01)
+    passed = queue(None, "info", event(_logkit_no_export=True))
+    queue.force_flush(2)
+    assert [] == list(exporter.get_finished_logs())
+    assert "_logkit_no_export" not in passed
+    queue.shutdown(1)
+
+
+def test_to_attribute_keeps_types_and_stringifies_objects() -> None:
+    """OTLP-typed values stay typed; others become text; nesting is bounded."""
+    assert {"a": [1, "x"], "b": "None"} == to_attribute({"a": (1, "x"), "b": "None"})
+    assert "2361183241434822606848" == to_attribute(2**71)
+    assert isinstance(to_attribute(object()), str)
