@@ -1,0 +1,144 @@
+"""Key rules: which field names hold secrets, which are known safe, and how each kind is masked.
+
+Keys are compared case-insensitively and split into words, so ``customer_email``,
+``X-Api-Key``, ``http.request.header.authorization`` and bracketed form keys such as
+``card[number]`` are all recognised.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from enum import IntEnum
+
+
+class KeyKind(IntEnum):
+    """What a key says about its value."""
+
+    NORMAL = 0
+    """Unknown key: the value detectors run on its strings."""
+    SAFE = 1
+    """Allow-listed key (ids, amounts, timestamps, trace ids, ...): left untouched."""
+    SECRET = 2
+    """Passwords, tokens, CVVs, OTPs, ...: replaced by a fixed marker."""
+    CARD = 3
+    """Card number keys: masked to the last four digits."""
+    PHONE = 4
+    """Phone number keys: masked to the last four digits."""
+    EMAIL = 5
+    """E-mail keys: masked to the domain."""
+    SMS_CONTENT = 6
+    """Message text sent through an SMS gateway: only its length is kept."""
+
+
+SAFE_KEYS: frozenset[str] = frozenset(
+    {
+        "timestamp", "time", "ts", "level", "log_level", "logger", "logger_name", "name",
+        "trace_id", "span_id", "parent_span_id", "trace_flags", "request_id", "correlation_id",
+        "method", "http_method", "route", "path", "status", "status_code", "duration_ms",
+        "duration", "elapsed_ms", "service", "service_name", "env", "environment", "version",
+        "host", "hostname", "pid", "thread", "thread_name", "filename", "func_name", "lineno",
+        "module", "error_type", "error_code", "gateway", "kind", "operation", "scheme",
+        "amount", "amount_cents", "total", "subtotal", "currency", "price", "quantity", "count",
+        "size", "bytes", "length", "attempt", "retries", "created", "created_at", "updated_at",
+        "date", "expires_at", "exp_month", "exp_year", "last4", "brand", "country",
+        "http.method", "http.request.method", "http.status_code", "http.response.status_code",
+        "http.route", "http.scheme", "url.scheme", "server.address", "server.port",
+        "network.peer.address", "network.peer.port", "net.peer.name", "net.peer.port",
+        "network.protocol.version", "user_agent.original", "http.user_agent", "error.type",
+        "exception.type", "event.name", "otel.status_code", "otel.status_description",
+        "service.name", "deployment.environment.name", "telemetry.sdk.name",
+        "telemetry.sdk.language", "telemetry.sdk.version", "code.function", "code.lineno",
+        "code.filepath", "code.namespace", "thread.id", "thread.name",
+    }
+)  # fmt: skip
+"""Keys whose values are never redacted; their values are ids, amounts or metadata, not secrets."""
+
+# Substrings: a key containing one of these names a secret (accessToken, client_secret, ...).
+SECRET_SUBSTRINGS: tuple[str, ...] = (
+    "password", "passwd", "secret", "token", "apikey", "api_key", "api-key", "authorization",
+    "cookie", "credential", "private_key", "privatekey", "signature",
+)  # fmt: skip
+# Whole words (after splitting on non-alphanumerics): short names that would over-match as
+# substrings (pin in shipping, pan in company).
+SECRET_WORDS: frozenset[str] = frozenset(
+    {"pwd", "cvv", "cvv2", "cvc", "cvc2", "otp", "pin", "passcode", "verification_code",
+     "security_code", "code_verifier", "auth", "sessionid", "session_id", "ssn", "jwt", "csrf"}
+)  # fmt: skip
+CARD_WORDS: frozenset[str] = frozenset(
+    {"card", "card_number", "cardnumber", "pan", "cc_number", "ccnumber", "credit_card", "creditcard"}
+)
+"""Card keys; a bracketed key with a card part (``card[number]``) is a card key too."""
+PHONE_WORDS: frozenset[str] = frozenset({"phone", "phone_number", "phonenumber", "mobile", "msisdn", "tel"})
+SMS_PHONE_WORDS: frozenset[str] = frozenset({"to", "from_number", "recipient", "destination"})
+"""On SMS gateways these also hold the recipient's phone number."""
+EMAIL_WORDS: frozenset[str] = frozenset({"email", "e_mail", "email_address", "emailaddress"})
+SMS_CONTENT_WORDS: frozenset[str] = frozenset({"body", "text", "message", "content"})
+"""On SMS gateways these hold the message, which often carries a one-time code."""
+
+_SPLIT = re.compile(r"[^a-z0-9]+")
+_BRACKETS = re.compile(r"[\[\]]+")
+
+
+def _key_parts(key: str) -> list[str]:
+    """``payment[card][number]`` -> ``["payment", "card", "number"]``; plain keys -> ``[key]``."""
+    return [part for part in _BRACKETS.split(key) if part] or [key]
+
+
+def classify_key(key: str, extra_keys: Iterable[str] = (), *, sms: bool = False) -> KeyKind:
+    """Tell what kind of value ``key`` holds (case-insensitive).
+
+    Args:
+        key: a field, attribute, header, query or form parameter name.
+        extra_keys: lower-case names from ``LOGKIT_REDACT_KEYS``, treated as secrets.
+        sms: apply the SMS gateway rules (recipient and message keys).
+    """
+    lowered = key.lower()
+    if lowered in SAFE_KEYS:
+        return KeyKind.SAFE
+    extra = frozenset(extra_keys)
+    parts = _key_parts(lowered)
+    kinds = [_classify_part(part, extra, sms=sms) for part in parts]
+    # A bracketed key is judged by its most sensitive part: card[cvc] is a secret, card[number] a card.
+    for kind in (KeyKind.SECRET, KeyKind.SMS_CONTENT, KeyKind.CARD, KeyKind.PHONE, KeyKind.EMAIL):
+        if kind in kinds:
+            return kind
+    if len(parts) > 1 and parts[-1] in SAFE_KEYS:
+        return KeyKind.SAFE
+    if _looks_like_id(_key_parts(key)[-1]):
+        return KeyKind.SAFE
+    return KeyKind.NORMAL
+
+
+def _classify_part(part: str, extra: frozenset[str], *, sms: bool) -> KeyKind:  # noqa: PLR0911 - rules in priority order
+    if part in extra:
+        return KeyKind.SECRET
+    words = [w for w in _SPLIT.split(part) if w]
+    joined = "_".join(words)
+    if joined in extra or any(word in extra for word in words):
+        return KeyKind.SECRET
+    if sms and (joined in SMS_CONTENT_WORDS):
+        return KeyKind.SMS_CONTENT
+    if any(sub in part for sub in SECRET_SUBSTRINGS) or joined in SECRET_WORDS:
+        return KeyKind.SECRET
+    if any(word in SECRET_WORDS for word in words):
+        return KeyKind.SECRET
+    if joined in CARD_WORDS or any(word in CARD_WORDS and word != "number" for word in words):
+        return KeyKind.CARD
+    if joined in PHONE_WORDS or any(word in PHONE_WORDS for word in words):
+        return KeyKind.PHONE
+    if sms and (joined in SMS_PHONE_WORDS or words[-1:] == ["to"]):
+        return KeyKind.PHONE
+    if joined in EMAIL_WORDS or any(word in EMAIL_WORDS for word in words):
+        return KeyKind.EMAIL
+    return KeyKind.NORMAL
+
+
+def _looks_like_id(key: str) -> bool:
+    """``order_id``, ``customerId``, ``trace-ids``, ``uuid``: opaque identifiers, safe to keep."""
+    lowered = key.lower()
+    return (
+        lowered in ("id", "ids", "uuid")
+        or lowered.endswith(("_id", "-id", ".id", "_ids", "uuid", "_ref"))
+        or (key.endswith(("Id", "Ids", "ID")))
+    )
