@@ -109,13 +109,15 @@ def test_rejected_value_names_variable_value_and_accepted(variable: str, value: 
 
 def test_error_message_lists_choices() -> None:
     """The message for a choice lists the accepted values."""
-    with pytest.raises(ConfigError, match=r"^LOGKIT_LOG_FORMAT='xml' is invalid: expected one of json, console$"):
+    with pytest.raises(
+        ConfigError, match=r"^LOGKIT_LOG_FORMAT='xml' is invalid: expected one of json, console$"
+    ):
         Settings.from_env({"LOGKIT_LOG_FORMAT": "xml"})
 
 
 def test_explicit_overrides_win_over_environment() -> None:
     """configure(...) arguments take precedence over the environment."""
-    assert "prod" == Settings.from_env({"LOGKIT_ENV": "dev"}, env="prod").env
+    assert Settings.from_env({"LOGKIT_ENV": "dev"}, env="prod").env == "prod"
 
 
 def test_blank_values_mean_default() -> None:

@@ -65,18 +65,20 @@ def test_record_carries_span_context_severity_body_and_typed_attributes() -> Non
     """The SDK record has the span context set, severity, body = message, typed attributes."""
     exporter = InMemoryLogRecordExporter()
     queue = LogExportQueue(exporter, RESOURCE, schedule_delay=0.01)
-    queue.put(event(trace_id=TRACE_ID, span_id=SPAN_ID, order_id=7, ok=True, ratio=0.5, tags=["a"], service="svc"))
+    queue.put(
+        event(trace_id=TRACE_ID, span_id=SPAN_ID, order_id=7, ok=True, ratio=0.5, tags=["a"], service="svc")
+    )
     assert queue.force_flush(5)
     (readable,) = exporter.get_finished_logs()
     record = readable.log_record
     assert int(TRACE_ID, 16) == record.trace_id
     assert int(SPAN_ID, 16) == record.span_id
-    assert SeverityNumber.INFO == record.severity_number
-    assert "INFO" == record.severity_text
-    assert "order created" == record.body
-    assert 1_700_000_000_000_000_000 == record.timestamp
-    assert {"order_id": 7, "ok": True, "ratio": 0.5, "tags": ["a"]} == dict(record.attributes or {})
-    assert "svc" == readable.resource.attributes["service.name"]
+    assert record.severity_number == SeverityNumber.INFO
+    assert record.severity_text == "INFO"
+    assert record.body == "order created"
+    assert record.timestamp == 1_700_000_000_000_000_000
+    assert dict(record.attributes or {}) == {"order_id": 7, "ok": True, "ratio": 0.5, "tags": ["a"]}
+    assert readable.resource.attributes["service.name"] == "svc"
     queue.shutdown(1)
 
 
@@ -87,7 +89,7 @@ def test_record_outside_span_has_no_span_context() -> None:
     queue.put(event())
     queue.force_flush(5)
     (readable,) = exporter.get_finished_logs()
-    assert (0, 0) == (readable.log_record.trace_id, readable.log_record.span_id)
+    assert (readable.log_record.trace_id, readable.log_record.span_id) == (0, 0)
     queue.shutdown(1)
 
 
@@ -95,14 +97,16 @@ def test_full_queue_drops_and_counts_and_reports_once() -> None:
     """Past max_queue_size, records are dropped from export, counted, and reported in one call."""
     exporter = BlockingExporter()
     reports: list[int] = []
-    queue = LogExportQueue(exporter, RESOURCE, max_queue_size=100, max_batch_size=10, report_drops=reports.append)
+    queue = LogExportQueue(
+        exporter, RESOURCE, max_queue_size=100, max_batch_size=10, report_drops=reports.append
+    )
     for i in range(1000):
         queue.put(event(i=i))
     exporter.release.set()
     queue.shutdown(5)
-    assert 1 == len(reports)
+    assert len(reports) == 1
     assert sum(reports) == queue.dropped_total
-    assert 1000 == queue.dropped_total + len(exporter.exported)
+    assert queue.dropped_total + len(exporter.exported) == 1000
     assert queue.dropped_total >= 1000 - 100 - 10
 
 
@@ -132,10 +136,10 @@ def test_failures_reported_once_until_recovery() -> None:
         health.failed("logs", "refused")
         health.failed("traces", "refused")
     health.succeeded("logs")
-    assert 1 == len(lines)
+    assert len(lines) == 1
     health.succeeded("traces")
     health.failed("logs", "refused")
-    assert ["warning", "info", "warning"] == [level for level, _ in lines]
+    assert [level for level, _ in lines] == ["warning", "info", "warning"]
 
 
 def test_failing_exporter_marks_health() -> None:
@@ -147,7 +151,7 @@ def test_failing_exporter_marks_health() -> None:
         queue.put(event(i=i))
     queue.force_flush(2)
     assert queue.failing
-    assert ["warning"] == lines
+    assert lines == ["warning"]
     queue.shutdown(5)
 
 
@@ -157,13 +161,13 @@ def test_no_export_marker_skips_export() -> None:
     queue = LogExportQueue(exporter, RESOURCE, schedule_delay=0.01)
     passed = queue(None, "info", event(_logkit_no_export=True))
     queue.force_flush(2)
-    assert [] == list(exporter.get_finished_logs())
+    assert list(exporter.get_finished_logs()) == []
     assert "_logkit_no_export" not in passed
     queue.shutdown(1)
 
 
 def test_to_attribute_keeps_types_and_stringifies_objects() -> None:
     """OTLP-typed values stay typed; others become text; nesting is bounded."""
-    assert {"a": [1, "x"], "b": "None"} == to_attribute({"a": (1, "x"), "b": "None"})
-    assert "2361183241434822606848" == to_attribute(2**71)
+    assert to_attribute({"a": (1, "x"), "b": "None"}) == {"a": [1, "x"], "b": "None"}
+    assert to_attribute(2**71) == "2361183241434822606848"
     assert isinstance(to_attribute(object()), str)

@@ -14,25 +14,25 @@ from otel_logkit.logs import processors as p
 
 def test_level_is_upper_case() -> None:
     """add_log_level maps method names to upper-case level names."""
-    assert {"level": "WARNING"} == p.add_log_level(None, "warn", {})
-    assert {"level": "ERROR"} == p.add_log_level(None, "exception", {})
-    assert {"level": "INFO"} == p.add_log_level(None, "info", {})
+    assert p.add_log_level(None, "warn", {}) == {"level": "WARNING"}
+    assert p.add_log_level(None, "exception", {}) == {"level": "ERROR"}
+    assert p.add_log_level(None, "info", {}) == {"level": "INFO"}
 
 
 def test_explicit_level_wins() -> None:
     """A level given by the caller is kept."""
-    assert {"level": "CUSTOM"} == p.add_log_level(None, "info", {"level": "CUSTOM"})
+    assert p.add_log_level(None, "info", {"level": "CUSTOM"}) == {"level": "CUSTOM"}
 
 
 def test_logger_name_from_stdlib_record() -> None:
     """For stdlib records the record's logger name is used."""
     record = logging.LogRecord("uvicorn.error", logging.INFO, __file__, 1, "m", (), None)
-    assert "uvicorn.error" == p.add_logger_name(None, "info", {"_record": record})["logger"]
+    assert p.add_logger_name(None, "info", {"_record": record})["logger"] == "uvicorn.error"
 
 
 def test_trace_context_absent_outside_span() -> None:
     """Outside a span no trace keys are added (never zeros)."""
-    assert {} == p.add_trace_context(None, "info", {})
+    assert p.add_trace_context(None, "info", {}) == {}
 
 
 def test_trace_context_inside_span() -> None:
@@ -49,8 +49,8 @@ def test_trace_context_inside_span() -> None:
 def test_service_fields() -> None:
     """ServiceFields adds service and env, keeping explicit ones."""
     add = p.ServiceFields("shop", "prod")
-    assert {"service": "shop", "env": "prod"} == add(None, "info", {})
-    assert {"service": "other", "env": "prod"} == add(None, "info", {"service": "other"})
+    assert add(None, "info", {}) == {"service": "shop", "env": "prod"}
+    assert add(None, "info", {"service": "other"}) == {"service": "other", "env": "prod"}
 
 
 def test_timestamp_is_iso_utc_milliseconds() -> None:
@@ -66,7 +66,7 @@ def test_exception_fields() -> None:
         raise KeyError("sku")
     except KeyError:
         event = p.add_exception_fields(None, "exception", {"exc_info": True})
-    assert "KeyError" == event["error_type"]
+    assert event["error_type"] == "KeyError"
     assert "Traceback (most recent call last)" in event["exception"]
     assert "exc_info" not in event
 
@@ -74,25 +74,25 @@ def test_exception_fields() -> None:
 def test_exception_instance_accepted() -> None:
     """exc_info may be an exception instance."""
     error = ValueError("bad")
-    assert "ValueError" == p.add_exception_fields(None, "error", {"exc_info": error})["error_type"]
+    assert p.add_exception_fields(None, "error", {"exc_info": error})["error_type"] == "ValueError"
 
 
 def test_event_renamed_to_message() -> None:
     """structlog's event key becomes message."""
-    assert {"message": "hello"} == p.rename_event_to_message(None, "info", {"event": "hello"})
+    assert p.rename_event_to_message(None, "info", {"event": "hello"}) == {"message": "hello"}
 
 
 def test_private_keys_dropped() -> None:
     """Private bookkeeping never reaches the rendered line."""
     event = {p.NS_KEY: 1, "_record": object(), "_from_structlog": False, "a": 1}
-    assert {"a": 1} == p.drop_private_keys(None, "info", event)
+    assert p.drop_private_keys(None, "info", event) == {"a": 1}
 
 
 def test_render_json_is_one_line_and_escapes_newlines() -> None:
     """A forged newline in a value cannot split the line."""
     line = p.render_json(None, "info", {"message": 'x\n{"level":"ERROR"}', "n": 1})
     assert "\n" not in line
-    assert {"message": 'x\n{"level":"ERROR"}', "n": 1} == orjson.loads(line)
+    assert orjson.loads(line) == {"message": 'x\n{"level":"ERROR"}', "n": 1}
 
 
 def test_render_json_handles_unusual_values() -> None:
