@@ -88,7 +88,8 @@ def test_every_line_is_json_correlated_with_exported_spans_and_records() -> None
     for line in lines:
         if "trace_id" in line and line["logger"].startswith("examples"):
             assert (line["trace_id"], line["span_id"]) in server_spans, line
-            assert line["service"] == "shop" and line["env"] == "test"
+            assert line["service"] == "shop"
+            assert line["env"] == "test"
     for line in orders:
         matches = [r for r in receiver.logs if r.body == "order created" and r.trace_id == line["trace_id"]]
         assert len(matches) == 1
@@ -138,7 +139,7 @@ def test_sigterm_flushes_pending_records() -> None:
     with otlp_receiver() as receiver, running(app_command(port), app_env(receiver), port=port) as process:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
             assert client.post("/orders", json=ORDER).status_code == 201
-        out, _ = stop(process, signal.SIGTERM)
+        stop(process, signal.SIGTERM)
         assert process.returncode == -signal.SIGTERM
         assert any(r.body == "order created" for r in receiver.logs)
         assert any(s.kind == 2 for s in receiver.spans)
