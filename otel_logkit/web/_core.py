@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections.abc import Mapping
@@ -120,6 +121,7 @@ class RequestLogging:
         if state.logged_exc is exc:
             return
         state.logged_exc = exc
+        mark_logged(exc)
         try:
             limit = self.settings.body_summary_max
             with _SpanScope(state):
@@ -167,6 +169,20 @@ class RequestLogging:
                     self._access.warning("request", **fields)
         except Exception as exc:  # noqa: BLE001 - telemetry must not reach the app
             _failsafe.report("access line", exc)
+
+
+_LOGGED_MARK = "__otel_logkit_logged__"
+
+
+def mark_logged(exc: BaseException) -> None:
+    """Mark ``exc`` as reported by an error line, so servers' duplicate lines can be dropped."""
+    with contextlib.suppress(AttributeError, TypeError):  # an exception type without a __dict__
+        setattr(exc, _LOGGED_MARK, True)
+
+
+def was_logged(exc: BaseException | None) -> bool:
+    """Whether ``exc`` already has its error line."""
+    return exc is not None and getattr(exc, _LOGGED_MARK, False) is True
 
 
 class _SpanScope:

@@ -19,6 +19,7 @@ the app (a post-import hook), or at once if it is already imported. Patching twi
 from __future__ import annotations
 
 import functools
+import logging
 import sys
 import threading
 from types import ModuleType
@@ -28,6 +29,7 @@ import wrapt
 
 from otel_logkit.config import Settings
 from otel_logkit.web import _failsafe
+from otel_logkit.web._core import was_logged
 from otel_logkit.web.asgi import RequestContextMiddleware, SpanProbe
 from otel_logkit.web.body import BodySummarizer
 from otel_logkit.web.types import Receive, Scope, Send, StartResponse, WSGIEnviron
@@ -82,12 +84,25 @@ def uninstall() -> None:
         _Installed.generation += 1
 
 
+class DuplicateErrorFilter(logging.Filter):
+    """Drop a server's own "Exception in ASGI application" line when the error line has it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Keep the record unless its exception was already written by otel-logkit."""
+        exc_info = record.exc_info
+        return not (exc_info and was_logged(exc_info[1]))
+
+
 def _silence_uvicorn_access() -> None:
     try:
         from otel_logkit.logs.stdlib import silence_logger
     except ImportError:  # pragma: no cover - the logging chain ships with the package
         return
     silence_logger("uvicorn.access")
+    # Filters survive uvicorn's dictConfig (it replaces handlers, not filters).
+    server_logger = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, DuplicateErrorFilter) for f in server_logger.filters):
+        server_logger.addFilter(DuplicateErrorFilter())
 
 
 def _patch(cls: type, name: str, make: Any) -> None:
@@ -120,6 +135,7 @@ def _patch_flask(module: ModuleType) -> None:
         if _Installed.settings is None:
             return
         _patch(module.Flask, "__call__", _wrap_wsgi_call)
+        _patch(module.Flask, "log_exception", _wrap_log_exception)
 
 
 _PATCHERS = (
@@ -183,6 +199,16 @@ def _wrap_build(original: Any) -> Any:
             return stack
 
     return build_middleware_stack
+
+
+def _wrap_log_exception(original: Any) -> Any:
+    def log_exception(self: Any, exc_info: Any) -> None:
+        # Flask's own "Exception on /path [METHOD]" line would be a second ERROR line.
+        if exc_info and was_logged(exc_info[1]):
+            return
+        original(self, exc_info)
+
+    return log_exception
 
 
 def _wrap_wsgi_call(original: Any) -> Any:

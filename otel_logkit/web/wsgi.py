@@ -62,7 +62,7 @@ class WSGIRequestContextMiddleware:
         environ[STATE_KEY] = state
         bound = bind_request_id(state.request_id)
         try:
-            result = self.app(environ, self._start_response(state, start_response))
+            result = self.app(environ, self._start_response(state, environ, start_response))
         except BaseException as exc:
             if isinstance(exc, Exception):
                 self._logging.log_error(state, exc)
@@ -98,7 +98,9 @@ class WSGIRequestContextMiddleware:
             environ["wsgi.input"] = _CapturingInput(stream, state.body)
         return state
 
-    def _start_response(self, state: RequestState, start_response: StartResponse) -> StartResponse:
+    def _start_response(
+        self, state: RequestState, environ: WSGIEnviron, start_response: StartResponse
+    ) -> StartResponse:
         header = (self.settings.request_id_header, state.request_id)
         lowered = self._header_lower
 
@@ -107,6 +109,9 @@ class WSGIRequestContextMiddleware:
         ) -> Callable[[bytes], object]:
             try:
                 state.status_code = int(status.split(" ", 1)[0])
+                if state.route is None and self.route is not None:
+                    # While the framework still holds the request (Flask drops it after).
+                    state.route = self.route(environ)
                 span_context = trace.get_current_span().get_span_context()
                 if span_context.is_valid and state.span_context is None:
                     state.span_context = span_context
@@ -264,6 +269,10 @@ def _flask_teardown_request(exc: BaseException | None) -> None:
     if state is None:
         return
     state.span_context = state.span_context or _valid_span_context()
+    if state.route is None:
+        from flask import request
+
+        state.route = flask_route(request.environ)
     token, state.inner_token = state.inner_token, None
     if token is not None:
         from opentelemetry import context as otel_context
