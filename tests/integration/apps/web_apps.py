@@ -52,9 +52,7 @@ def make_fastapi_app() -> Any:
         return {"request_id": context.request_id.get()}
 
     @app.post("/orders")
-    async def create_order(
-        order: Order, logger: Annotated[RequestLogger, Depends(request_logger)]
-    ) -> dict[str, Any]:
+    async def create_order(order: Order, logger: Annotated[RequestLogger, Depends(request_logger)]) -> dict[str, Any]:
         logger.info("order created", item=order.item)
         adapter.info("adapter line")
         return {"ok": True}
