@@ -40,9 +40,7 @@ def instrument_main() -> None:
     def checked_execl(executable: str | None, *args: str) -> None:
         _validate_or_exit()
         if executable is None:
-            sys.stderr.write(
-                f"otel-logkit-instrument: command not found: {requested[-1] if requested else ''}\n"
-            )
+            sys.stderr.write(f"otel-logkit-instrument: command not found: {requested[-1] if requested else ''}\n")
             raise SystemExit(127)
         real_execl(executable, *args)
 
@@ -143,14 +141,15 @@ def _headers(environ: dict[str, str]) -> dict[str, str]:
 
 def check_endpoint(settings: Settings, headers: dict[str, str], timeout: float) -> tuple[bool, str]:
     """Send an empty OTLP logs request (HTTP) or open a connection (gRPC) to the endpoint."""
+    shown = mask("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", settings.otlp_logs_endpoint)
     if settings.otlp_protocol == "grpc":
         parsed = urllib.parse.urlsplit(settings.otlp_logs_endpoint)
         address = (parsed.hostname or "localhost", parsed.port or 4317)
         try:
             with socket.create_connection(address, timeout=timeout):
-                return True, f"{settings.otlp_logs_endpoint} accepts connections (gRPC)"
+                return True, f"{shown} accepts connections (gRPC)"
         except OSError as error:
-            return False, f"{settings.otlp_logs_endpoint} does not answer: {error}"
+            return False, f"{shown} does not answer: {error}"
     request = urllib.request.Request(  # noqa: S310 - the URL is the validated OTLP endpoint
         settings.otlp_logs_endpoint,
         data=b"",
@@ -159,12 +158,12 @@ def check_endpoint(settings: Settings, headers: dict[str, str], timeout: float) 
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-            return True, f"{settings.otlp_logs_endpoint} answered {response.status}"
+            return True, f"{shown} answered {response.status}"
     except urllib.error.HTTPError as error:
-        return False, f"{settings.otlp_logs_endpoint} answered {error.code} {error.reason}"
+        return False, f"{shown} answered {error.code} {error.reason}"
     except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, "reason", error)
-        return False, f"{settings.otlp_logs_endpoint} does not answer: {reason}"
+        return False, f"{shown} does not answer: {reason}"
 
 
 def which(command: str) -> str | None:

@@ -124,15 +124,11 @@ class Settings:
             service=service,
             env=env,
             log_level=log_level,
-            log_format=_choice(
-                ev.LOGKIT_LOG_FORMAT, get(ev.LOGKIT_LOG_FORMAT) or "json", LOG_FORMATS, lower=True
-            ),
+            log_format=_choice(ev.LOGKIT_LOG_FORMAT, get(ev.LOGKIT_LOG_FORMAT) or "json", LOG_FORMATS, lower=True),
             request_id_header=_header(ev.LOGKIT_REQUEST_ID_HEADER, get(ev.LOGKIT_REQUEST_ID_HEADER)),
             gateways=parse_gateways(get(ev.LOGKIT_GATEWAYS) or "", ev.LOGKIT_GATEWAYS),
             redact_keys=_redact_keys(get(ev.LOGKIT_REDACT_KEYS)),
-            body_summary_max=_int(
-                ev.LOGKIT_BODY_SUMMARY_MAX, get(ev.LOGKIT_BODY_SUMMARY_MAX), 512, 16, 1 << 20
-            ),
+            body_summary_max=_int(ev.LOGKIT_BODY_SUMMARY_MAX, get(ev.LOGKIT_BODY_SUMMARY_MAX), 512, 16, 1 << 20),
             trusted_proxies=_networks(ev.LOGKIT_TRUSTED_PROXIES, get(ev.LOGKIT_TRUSTED_PROXIES)),
             excluded_urls=_excluded_urls(environ),
             export_queue_size=_int(
@@ -148,12 +144,21 @@ class Settings:
             otlp_traces_endpoint=signal_endpoint("traces"),
             resource_attributes=resource_attributes,
         )
-        return replace(settings, **overrides) if overrides else settings
+        if not overrides:
+            return settings
+        if "env" in overrides:
+            overrides["env"] = _choice("configure(env=...)", str(overrides["env"]), ENVS, lower=True)
+            if "log_level" not in overrides and level_text is None:
+                overrides["log_level"] = DEFAULT_LEVEL_BY_ENV[overrides["env"]]
+        if isinstance(overrides.get("log_level"), str):
+            level = _choice("configure(log_level=...)", overrides["log_level"], tuple(LEVELS), upper=True)
+            overrides["log_level"] = LEVELS[level]
+        if "log_format" in overrides:
+            overrides["log_format"] = _choice("configure(log_format=...)", overrides["log_format"], LOG_FORMATS)
+        return replace(settings, **overrides)
 
 
-def _choice(
-    variable: str, value: str, accepted: tuple[str, ...], *, lower: bool = False, upper: bool = False
-) -> Any:
+def _choice(variable: str, value: str, accepted: tuple[str, ...], *, lower: bool = False, upper: bool = False) -> Any:
     normalized = value.lower() if lower else value.upper() if upper else value
     if normalized not in accepted:
         raise ConfigError(variable, value, accepted)
@@ -253,9 +258,7 @@ def _excluded_urls(environ: Mapping[str, str]) -> tuple[str, ...]:
             try:
                 re.compile(pattern)
             except re.error:
-                raise ConfigError(
-                    variable, value, "comma-separated regular expressions such as /health"
-                ) from None
+                raise ConfigError(variable, value, "comma-separated regular expressions such as /health") from None
         return patterns
     return ()
 

@@ -109,9 +109,7 @@ def test_rejected_value_names_variable_value_and_accepted(variable: str, value: 
 
 def test_error_message_lists_choices() -> None:
     """The message for a choice lists the accepted values."""
-    with pytest.raises(
-        ConfigError, match=r"^LOGKIT_LOG_FORMAT='xml' is invalid: expected one of json, console$"
-    ):
+    with pytest.raises(ConfigError, match=r"^LOGKIT_LOG_FORMAT='xml' is invalid: expected one of json, console$"):
         Settings.from_env({"LOGKIT_LOG_FORMAT": "xml"})
 
 
@@ -135,3 +133,16 @@ def test_readme_table_lists_every_variable() -> None:
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     documented = set(re.findall(r"^\| `(LOGKIT_[A-Z_]+)` \|", readme, flags=re.MULTILINE))
     assert set(ev.ALL) <= documented
+
+
+def test_env_override_derives_the_level() -> None:
+    """configure(env="prod") also gives prod's default level unless a level is set."""
+    assert logging.WARNING == Settings.from_env({}, env="prod").log_level
+    assert logging.ERROR == Settings.from_env({"LOGKIT_LOG_LEVEL": "ERROR"}, env="prod").log_level
+    assert logging.INFO == Settings.from_env({}, env="prod", log_level="info").log_level
+
+
+def test_bad_override_names_the_argument() -> None:
+    """A bad configure() argument names the argument."""
+    with pytest.raises(ConfigError, match=r"^configure\(env=\.\.\.\)='staging' is invalid"):
+        Settings.from_env({}, env="staging")
