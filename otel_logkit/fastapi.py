@@ -18,6 +18,7 @@ from typing import Any, TypeAlias
 
 import structlog
 from starlette.requests import HTTPConnection
+from starlette.responses import JSONResponse, Response
 
 from otel_logkit import context
 
@@ -70,3 +71,21 @@ class RequestLoggerAdapter(logging.LoggerAdapter):  # type: ignore[type-arg]
 def get_logger_adapter(name: str, **extra: object) -> RequestLoggerAdapter:
     """``RequestLoggerAdapter(logging.getLogger(name), extra)``: a request-aware stdlib logger."""
     return RequestLoggerAdapter(logging.getLogger(name), extra)
+
+
+async def internal_error_handler(request: HTTPConnection, exc: Exception) -> Response:
+    """Opt-in 500 handler: a JSON body carrying the request id and no internals.
+
+    otel-logkit never changes responses by itself (the 500 body is the framework's); register
+    this to give clients an id to quote::
+
+        app.add_exception_handler(Exception, otel_logkit.fastapi.internal_error_handler)
+
+    Starlette still re-raises the exception after the handler, so the error line is written.
+
+    Args:
+        request: the failed request.
+        exc: the unhandled exception (not shown to the client).
+    """
+    body = {"detail": "Internal Server Error", "request_id": context.request_id.get()}
+    return JSONResponse(body, status_code=500)

@@ -43,12 +43,17 @@ class Captured:
         return [span for span in self.spans.get_finished_spans() if span.kind.name == "SERVER"]
 
 
-def configured(**overrides: Any) -> Iterator[Captured]:
-    """Configure otel-logkit into memory, yield, then undo everything (fixture body)."""
+def configured(*, instrument: bool = True, **overrides: Any) -> Iterator[Captured]:
+    """Configure otel-logkit into memory, yield, then undo everything (fixture body).
+
+    Args:
+        instrument: instrument the frameworks and install the web middleware.
+        overrides: ``Settings`` fields.
+    """
     stream = io.StringIO()
     exporter = InMemorySpanExporter()
     settings = {"env": "test", "logs_exporter": "none", "traces_exporter": "none", **overrides}
-    otel_logkit.configure(stream=stream, span_exporter=exporter, **settings)
+    otel_logkit.configure(stream=stream, span_exporter=exporter, instrument=instrument, **settings)
     try:
         yield Captured(stream, exporter)
     finally:
