@@ -17,14 +17,14 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from opentelemetry import context, trace
+from opentelemetry import context
 from opentelemetry._logs import LogRecord, SeverityNumber
-from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, Context
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
 from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+from opentelemetry.trace import TraceFlags
 from structlog.typing import EventDict, WrappedLogger
 
 from otel_logkit.logs.health import ExportHealth
@@ -52,7 +52,8 @@ _NOT_ATTRIBUTES = frozenset(
         "_logkit_sampled",
     }
 )
-_ROOT_CONTEXT = Context()
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_DEFAULT_FLAGS = TraceFlags(TraceFlags.DEFAULT)
 _MAX_DEPTH = 8
 
 DROP_REPORT_INTERVAL = 10.0
@@ -72,6 +73,57 @@ def to_attribute(value: Any, depth: int = 0) -> Any:
     if isinstance(value, (list, tuple, set, frozenset)):
         return [to_attribute(v, depth + 1) for v in value]
     return str(value)
+
+
+_PRIMITIVES = frozenset({str, bool, float})
+
+
+class _ExportLogRecord(LogRecord):
+    """An SDK ``LogRecord`` built on the export worker from an event dict.
+
+    The base initializer looks the span up in the current context; here the span context comes
+    from the event (captured on the logging thread), so the ids are set directly.
+    """
+
+    def __init__(
+        self,
+        *,
+        timestamp: int,
+        trace_id: int,
+        span_id: int,
+        trace_flags: TraceFlags,
+        severity_text: str,
+        severity_number: SeverityNumber,
+        body: str,
+        attributes: dict[str, Any],
+    ) -> None:
+        self.timestamp = timestamp
+        self.observed_timestamp = timestamp
+        self.context = None
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.trace_flags = trace_flags
+        self.severity_text = severity_text
+        self.severity_number = severity_number
+        self.body = body
+        self.attributes = attributes
+        self.event_name = None
+        self.exception = None
+
+
+class _HashedResource(Resource):
+    """A Resource whose hash is computed once: the OTLP encoder groups every record by its
+    resource, and ``Resource.__hash__`` serializes all attributes to JSON on each call."""
+
+    def __init__(self, resource: Resource) -> None:
+        super().__init__(resource.attributes, resource.schema_url)
+        self._hash = super().__hash__()
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        return self is other or super().__eq__(other)
 
 
 def _parse_id(text: Any, length: int) -> int:
@@ -108,7 +160,7 @@ class LogExportQueue:
         report_drops: Callable[[int], None] | None = None,
     ) -> None:
         self._exporter = exporter
-        self._resource = resource
+        self._resource = _HashedResource(resource)
         self._scope = InstrumentationScope("otel_logkit")
         self._max_queue_size = max_queue_size
         self._max_batch_size = max_batch_size
@@ -218,33 +270,30 @@ class LogExportQueue:
             self._health.failed("logs", None)
 
     def _record(self, event: EventDict) -> ReadableLogRecord:
-        ns = event.get(NS_KEY) or time.time_ns()
         trace_id = _parse_id(event.get("trace_id"), 32)
-        span_id = _parse_id(event.get("span_id"), 16)
-        context = _ROOT_CONTEXT
-        if trace_id and span_id:
-            flags = TraceFlags(TraceFlags.SAMPLED if event.get("_logkit_sampled") else TraceFlags.DEFAULT)
-            span = NonRecordingSpan(SpanContext(trace_id, span_id, is_remote=False, trace_flags=flags))
-            context = trace.set_span_in_context(span, _ROOT_CONTEXT)
+        span_id = _parse_id(event.get("span_id"), 16) if trace_id else 0
         level = str(event.get("level", "INFO")).upper()
-        attributes = {
-            key: to_attribute(value)
-            for key, value in event.items()
-            if key not in _NOT_ATTRIBUTES and value is not None and not key.startswith("_")
-        }
+        attributes: dict[str, Any] = {}
+        for key, value in event.items():
+            if key in _NOT_ATTRIBUTES or value is None or key[:1] == "_":
+                continue
+            kind = type(value)
+            if kind in _PRIMITIVES or (kind is int and -(2**63) <= value < 2**63):
+                attributes[key] = value
+            else:
+                attributes[key] = to_attribute(value)
         message = event.get("message", event.get("event", ""))
-        record = LogRecord(
-            timestamp=ns,
-            observed_timestamp=ns,
-            context=context,
+        record = _ExportLogRecord(
+            timestamp=event.get(NS_KEY) or time.time_ns(),
+            trace_id=trace_id,
+            span_id=span_id if trace_id else 0,
+            trace_flags=_SAMPLED if trace_id and event.get("_logkit_sampled") else _DEFAULT_FLAGS,
             severity_text=level,
             severity_number=_SEVERITY.get(level, SeverityNumber.UNSPECIFIED),
             body=message if isinstance(message, str) else str(message),
             attributes=attributes,
         )
-        return ReadableLogRecord(
-            log_record=record, resource=self._resource, instrumentation_scope=self._scope
-        )
+        return ReadableLogRecord(log_record=record, resource=self._resource, instrumentation_scope=self._scope)
 
     def _maybe_report_drops(self, force: bool = False) -> None:
         if not self._dropped or self._report_drops is None:

@@ -101,9 +101,7 @@ class LogkitHandler(logging.Handler):
         level: the minimum level.
     """
 
-    def __init__(
-        self, writer: LineWriter, pre_chain: list[Processor], processors: list[Processor], level: int
-    ) -> None:
+    def __init__(self, writer: LineWriter, pre_chain: list[Processor], processors: list[Processor], level: int) -> None:
         super().__init__(level)
         self.writer = writer
         self.setFormatter(

@@ -1,0 +1,52 @@
+"""The fast OTLP log encoder produces the same message as the SDK encoder."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs as sdk_encode_logs
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
+from opentelemetry.sdk.resources import Resource
+
+from otel_logkit.logs.otlp import LogExportQueue
+from otel_logkit.logs.processors import NS_KEY
+from otel_logkit.logs.wire import encode_logs
+
+CASES: list[dict[str, Any]] = [
+    {"message": "plain", "level": "INFO"},
+    {
+        "message": "order created",
+        "level": "WARNING",
+        "trace_id": "0af7651916cd43dd8448eb211c80319c",
+        "span_id": "b7ad6b7169203331",
+        "_logkit_sampled": True,
+        "order_id": 1234,
+        "negative": -5,
+        "big": 2**62,
+        "ratio": 0.25,
+        "ok": False,
+        "name": "caf\u00e9 \U0001f600",
+        "raw": b"\x00\x01",
+        "tags": ["a", 1, 2.5, True],
+        "nested": {"a": {"b": [1, {"c": "d"}]}},
+        "empty": "",
+        "zero": 0,
+    },
+    {"message": "", "level": "CRITICAL", "obj": object()},
+]
+
+
+@pytest.mark.parametrize("event", CASES, ids=["plain", "rich", "object"])
+def test_fast_encoder_matches_sdk_encoder(event: dict[str, Any]) -> None:
+    """Parsing the fast bytes gives the SDK encoder's message, field for field."""
+    queue = LogExportQueue(
+        InMemoryLogRecordExporter(), Resource.create({"service.name": "svc", "n": 3}), schedule_delay=100
+    )
+    records = [queue._record({**event, NS_KEY: time.time_ns()}) for _ in range(3)]
+    expected = sdk_encode_logs(records)
+    actual = ExportLogsServiceRequest.FromString(encode_logs(records))
+    assert expected == actual
+    queue.shutdown(0.5)
