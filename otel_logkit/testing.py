@@ -33,7 +33,7 @@ class Captured:
     def __init__(self) -> None:
         self.stream = io.StringIO()
         self.span_exporter = InMemorySpanExporter()
-        self.log_exporter = InMemoryLogRecordExporter()
+        self.log_exporter = InMemoryLogRecordExporter()  # type: ignore[no-untyped-call]
 
     def text(self) -> str:
         """Everything written to the captured stdout."""

@@ -99,7 +99,7 @@ class _ExportLogRecord(LogRecord):
     ) -> None:
         self.timestamp = timestamp
         self.observed_timestamp = timestamp
-        self.context = None
+        self.context = None  # type: ignore[assignment]
         self.trace_id = trace_id
         self.span_id = span_id
         self.trace_flags = trace_flags
