@@ -31,11 +31,10 @@ def redact_url(redactor: Redactor, url: str) -> str:
     netloc = parts.netloc
     if "@" in netloc:
         netloc = f"{REDACTED}@{netloc.rpartition('@')[2]}"
-    path = redactor.redact_text(urllib.parse.unquote(parts.path)) if parts.path else ""
-    if path != urllib.parse.unquote(parts.path):
-        path = urllib.parse.quote(path, safe="/*[]@:,.-_~")
-    else:
-        path = parts.path
+    path = parts.path
+    redacted_path = redactor.redact_text(urllib.parse.unquote(path)) if path else ""
+    if redacted_path != urllib.parse.unquote(path):
+        path = urllib.parse.quote(redacted_path, safe="/*[]@:,.-_~")
     query = redact_query(redactor, parts.query) if parts.query else ""
     fragment = redactor.redact_text(parts.fragment) if parts.fragment else ""
     return urllib.parse.urlunsplit((parts.scheme, netloc, path, query, fragment))
