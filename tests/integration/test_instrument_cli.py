@@ -258,3 +258,25 @@ def test_command_not_found() -> None:
     )
     assert result.returncode == 127
     assert "no-such-command-xyz" in result.stderr
+
+
+def test_reload_child_is_configured_once_per_restart(tmp_path: Any) -> None:
+    """--reload: the server child, restarted after a change, prints each line once, as JSON."""
+    watched = tmp_path / "watched"
+    watched.mkdir()
+    (watched / "trigger.py").write_text("VERSION = 1\n")
+    port = free_port()
+    args = app_command(port, "--reload", "--reload-dir", str(watched))
+    with otlp_receiver() as receiver, running(args, app_env(receiver), port=port) as process:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            assert 201 == client.post("/orders", json=ORDER).status_code
+            time.sleep(0.5)
+            (watched / "trigger.py").write_text("VERSION = 2\n")
+            time.sleep(5)  # StatReload polls every 0.25 s; the new child starts in about 2 s
+            assert 201 == client.post("/orders", json=ORDER).status_code
+        out, _ = stop(process)
+    lines = parse_lines(out)
+    assert 2 == len([line for line in lines if line["message"].startswith("Started server process")])
+    orders = [line for line in lines if line["message"] == "order created"]
+    assert len(orders) == len({(line["trace_id"], line["span_id"]) for line in orders})
+    assert len(orders) >= 2
