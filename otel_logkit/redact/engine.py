@@ -115,16 +115,15 @@ class Redactor:
 
     # -- public API ---------------------------------------------------------------------------
 
-    def redact_event(self, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:  # noqa: PLR0912 - the hot path is kept in one frame on purpose
+    def redact_event(self, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
         """Redact a structlog event dict in place (and return it), just before rendering.
 
         Safe keys are skipped, secret keys masked, and every other string searched once by
         all value detectors; nested data is walked with the same rules.
         """
         kinds = self._kinds
-        maybe = self._maybe_secret
+        is_clean = self._is_clean
         clean = self._clean
-        scan_limit = self.scan_limit
         changes: list[tuple[str, Any]] = []
         for key, value in event_dict.items():
             kind = kinds.get(key)
@@ -136,13 +135,7 @@ class Redactor:
             if kind is _NORMAL:
                 value_type = type(value)
                 if value_type is str:
-                    if len(value) < _MIN_SECRET_LEN or value in clean:
-                        continue
-                    if len(value) <= scan_limit and not maybe(value):
-                        if len(value) <= _CLEAN_CACHE_LEN:
-                            if len(clean) >= _CLEAN_CACHE_MAX:
-                                clean.clear()
-                            clean.add(value)
+                    if len(value) < _MIN_SECRET_LEN or value in clean or is_clean(value):
                         continue
                 elif value_type is int:
                     if value < _CARD_INT_MIN:
@@ -260,7 +253,7 @@ class Redactor:
         if len(text) > self.scan_limit:
             kept = cut_for_scan(text, self.scan_limit)
             return self._scan(kept) + f"…[truncated {len(text) - len(kept)} chars]"
-        if not self._maybe_secret(text):
+        if self._is_clean(text):
             return text
         if text[0] in "{[" and depth < self.max_depth:
             parsed = _loads(text)
@@ -268,6 +261,18 @@ class Redactor:
                 redacted = self._value(parsed, _NORMAL, depth, sms)
                 return text if redacted == parsed else _dumps(redacted)
         return self._scan(text)
+
+    def _is_clean(self, text: str) -> bool:
+        """``True`` when no detector can match ``text``; short clean strings are remembered."""
+        if len(text) < _MIN_SECRET_LEN or text in self._clean:
+            return True
+        if len(text) > self.scan_limit or self._maybe_secret(text):
+            return False
+        if len(text) <= _CLEAN_CACHE_LEN:
+            if len(self._clean) >= _CLEAN_CACHE_MAX:
+                self._clean.clear()
+            self._clean.add(text)
+        return True
 
     def _maybe_secret(self, text: str) -> bool:
         """The cheap gate: ``False`` means no detector can match ``text``."""
@@ -300,21 +305,38 @@ class Redactor:
                 text, lowered = replaced, None
         return text
 
-    def _mapping(
-        self, mapping: Mapping[Any, Any], depth: int, sms: bool, inherited: KeyKind
-    ) -> dict[Any, Any]:
+    def _mapping(self, mapping: Mapping[Any, Any], depth: int, sms: bool, inherited: KeyKind) -> dict[Any, Any]:
         result: dict[Any, Any] = {}
+        kinds = self._sms_kinds if sms else self._kinds
+        is_clean = self._is_clean
+        clean = self._clean
         for count, (key, value) in enumerate(mapping.items()):
             if count >= self.max_items:
                 result["[truncated]"] = f"{len(mapping) - count} more keys"
                 break
-            kind = self.key_kind(key, sms=sms)
+            kind = kinds.get(key)
+            if kind is None:
+                kind = self.key_kind(key, sms=sms)
             if kind is _NORMAL and inherited is not _NORMAL:
                 kind = inherited
             out_key = key
-            if isinstance(key, str) and len(key) >= _MIN_SECRET_LEN and self._maybe_secret(key):
+            if type(key) is str and len(key) >= _MIN_SECRET_LEN and key not in clean and not is_clean(key):
                 out_key = self._scan(key)
-            result[out_key] = self._value(value, kind, depth, sms)
+            value_type = type(value)
+            # Inlined _is_plain_scalar / _is_clean: this loop runs once per key of every body.
+            if kind is _SAFE or (
+                kind is _NORMAL
+                and (
+                    value is None
+                    or value_type is bool
+                    or value_type is float
+                    or (value_type is int and value < _CARD_INT_MIN)
+                    or (value_type is str and (len(value) < _MIN_SECRET_LEN or value in clean or is_clean(value)))
+                )
+            ):
+                result[out_key] = value
+            else:
+                result[out_key] = self._value(value, kind, depth, sms)
         return result
 
     def _sequence(self, values: Iterable[Any], kind: KeyKind, depth: int, sms: bool) -> list[Any]:
@@ -323,7 +345,10 @@ class Redactor:
             if count >= self.max_items:
                 result.append("[truncated: more items]")
                 break
-            result.append(self._value(item, kind, depth, sms))
+            if kind is _NORMAL and (_is_plain_scalar(item) or (type(item) is str and self._is_clean(item))):
+                result.append(item)
+            else:
+                result.append(self._value(item, kind, depth, sms))
         return result
 
     def _masked(self, value: Any, kind: KeyKind, depth: int, sms: bool) -> Any:  # noqa: PLR0911 - one case per kind
@@ -346,6 +371,12 @@ class Redactor:
         if kind is KeyKind.SMS_CONTENT:
             return f"[{len(text)} chars]"
         return REDACTED
+
+
+def _is_plain_scalar(value: Any) -> bool:
+    """None, bools, floats and ints too small to be card numbers: nothing to redact by value."""
+    value_type = type(value)
+    return value is None or value_type is bool or value_type is float or (value_type is int and value < _CARD_INT_MIN)
 
 
 _NON_DIGITS = bytes(i for i in range(256) if not 48 <= i <= 57)
