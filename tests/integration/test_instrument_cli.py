@@ -46,6 +46,11 @@ def app_env(receiver: OTLPReceiver | None, **extra: str) -> dict[str, str]:
     return base_env(**{**settings, **extra})
 
 
+def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run a command to completion (bounded) and capture its output."""
+    return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=30, check=False)
+
+
 def parse_lines(stdout: str) -> list[dict[str, Any]]:
     """Every stdout line must be one JSON object with the contract's fields."""
     lines = []
@@ -78,9 +83,7 @@ def test_every_line_is_json_correlated_with_exported_spans_and_records() -> None
         assert receiver.wait_for(lambda r: len([s for s in r.spans if s.kind == 2]) >= 4)
     lines = parse_lines(out)
     assert not err.strip(), err
-    assert any(
-        line["logger"] == "uvicorn.error" and "Started server process" in line["message"] for line in lines
-    )
+    assert any(line["logger"] == "uvicorn.error" and "Started server process" in line["message"] for line in lines)
     orders = [line for line in lines if line["message"] == "order created"]
     assert len(orders) == 2
     assert orders[1]["trace_id"] == TRACEPARENT_TRACE
@@ -173,15 +176,7 @@ def test_collector_down_one_line_and_quick_exit() -> None:
 def test_bad_variable_fails_fast_before_the_app(variable: str, value: str) -> None:
     """One line on stderr naming variable, value and accepted values; exit 2; the app never starts."""
     port = free_port()
-    result = subprocess.run(
-        app_command(port),
-        cwd=ROOT,
-        env=app_env(None, **{variable: value}),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    result = run_cli(app_command(port), app_env(None, **{variable: value}))
     assert result.returncode == 2
     assert result.stdout == ""
     (line,) = result.stderr.strip().splitlines()
@@ -190,37 +185,18 @@ def test_bad_variable_fails_fast_before_the_app(variable: str, value: str) -> No
 
 def test_bad_option_value_fails_fast_too() -> None:
     """A bad value given as an opentelemetry-instrument option is caught as well."""
-    result = subprocess.run(
-        [
-            str(BIN / "otel-logkit-instrument"),
-            "--traces_exporter",
-            "zipkin",
-            str(BIN / "python"),
-            "-c",
-            "print('app')",
-        ],
-        cwd=ROOT,
-        env=base_env(),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    args = [str(BIN / "otel-logkit-instrument"), "--traces_exporter", "zipkin", str(BIN / "python"), "-c", "print(1)"]
+    result = run_cli(args, base_env())
     assert result.returncode == 2
     assert "OTEL_TRACES_EXPORTER='zipkin' is invalid" in result.stderr
-    assert "app" not in result.stdout
+    assert "" == result.stdout
 
 
 def test_plain_opentelemetry_instrument_also_fails_fast() -> None:
     """With otel-logkit installed, plain opentelemetry-instrument stops on a bad variable too."""
-    result = subprocess.run(
+    result = run_cli(
         [str(BIN / "opentelemetry-instrument"), str(BIN / "python"), "-c", "print('app')"],
-        cwd=ROOT,
-        env=base_env(LOGKIT_LOG_LEVEL="LOUD"),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
+        base_env(LOGKIT_LOG_LEVEL="LOUD"),
     )
     assert result.returncode == 2
     assert "LOGKIT_LOG_LEVEL='LOUD' is invalid" in result.stderr
@@ -230,14 +206,9 @@ def test_plain_opentelemetry_instrument_also_fails_fast() -> None:
 def test_plain_opentelemetry_instrument_gives_json_lines() -> None:
     """Plain opentelemetry-instrument with otel-logkit installed produces the same JSON lines."""
     code = "import logging, structlog; structlog.get_logger('a').info('hi', x=1); logging.getLogger('b').warning('yo')"
-    result = subprocess.run(
+    result = run_cli(
         [str(BIN / "opentelemetry-instrument"), str(BIN / "python"), "-c", code],
-        cwd=ROOT,
-        env=base_env(OTEL_TRACES_EXPORTER="none", OTEL_LOGS_EXPORTER="none", OTEL_SERVICE_NAME="cli"),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
+        base_env(OTEL_TRACES_EXPORTER="none", OTEL_LOGS_EXPORTER="none", OTEL_SERVICE_NAME="cli"),
     )
     assert result.returncode == 0, result.stderr
     lines = parse_lines(result.stdout)
@@ -247,15 +218,7 @@ def test_plain_opentelemetry_instrument_gives_json_lines() -> None:
 
 def test_command_not_found() -> None:
     """An unknown command is reported by name with exit status 127."""
-    result = subprocess.run(
-        [str(BIN / "otel-logkit-instrument"), "no-such-command-xyz"],
-        cwd=ROOT,
-        env=base_env(),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    result = run_cli([str(BIN / "otel-logkit-instrument"), "no-such-command-xyz"], base_env())
     assert result.returncode == 127
     assert "no-such-command-xyz" in result.stderr
 
