@@ -8,11 +8,12 @@ import structlog
 
 from otel_logkit.config import Settings
 from otel_logkit.exceptions import ConfigError
+from otel_logkit.jobs import job
 from otel_logkit.setup import configure
 
 __version__ = "0.1.0"
 
-__all__ = ["ConfigError", "Settings", "__version__", "bind", "configure", "get_logger"]
+__all__ = ["ConfigError", "Settings", "__version__", "bind", "configure", "get_logger", "job"]
 
 
 def get_logger(name: str | None = None, **initial_values: Any) -> Any:
