@@ -70,6 +70,7 @@ def configure(
     span_exporter: SpanExporter | None = None,
     log_exporter: LogRecordExporter | None = None,
     instrument: bool = True,
+    cache_loggers: bool = True,
     **overrides: Any,
 ) -> Settings:
     """Wire everything once per process; later calls return the settings in force.
@@ -80,6 +81,8 @@ def configure(
         span_exporter: export spans here (synchronously) instead of the OTLP exporter.
         log_exporter: export log records here instead of the OTLP exporter.
         instrument: instrument FastAPI, requests, httpx and Flask.
+        cache_loggers: let structlog loggers resolve their configuration once (off in tests that
+            configure repeatedly, so module-level loggers follow each new configuration).
         overrides: ``Settings`` fields that win over the environment, e.g. ``env="prod"``.
 
     Raises:
@@ -104,7 +107,7 @@ def configure(
         health = ExportHealth(settings.otlp_endpoint, _report)
         if not settings.sdk_disabled:
             runtime.log_queue = _log_queue(settings, resource, log_exporter, health)
-        _configure_logging(settings, runtime)
+        _configure_logging(settings, runtime, cache_loggers)
         if not settings.sdk_disabled:
             runtime.tracer_provider, runtime.span_exporter = _tracer_provider(
                 settings, resource, span_exporter, health
@@ -180,7 +183,7 @@ def _tracer_provider(
     return provider, reporting
 
 
-def _configure_logging(settings: Settings, runtime: _Runtime) -> None:
+def _configure_logging(settings: Settings, runtime: _Runtime, cache_loggers: bool = True) -> None:
     redactor = _redactor(settings)
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
@@ -210,7 +213,7 @@ def _configure_logging(settings: Settings, runtime: _Runtime) -> None:
         processors=[*shared, *final],
         wrapper_class=structlog.make_filtering_bound_logger(settings.log_level),
         logger_factory=stdlib.LineLoggerFactory(runtime.writer),
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=cache_loggers,
     )
     handler = stdlib.LogkitHandler(runtime.writer, [stdlib.mark_internal, *shared], final, settings.log_level)
     stdlib.install(handler, settings.log_level)

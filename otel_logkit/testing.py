@@ -77,6 +77,7 @@ def capture(
         span_exporter=captured.span_exporter,
         log_exporter=captured.log_exporter,
         instrument=instrument,
+        cache_loggers=False,
         **overrides,
     )
     try:
