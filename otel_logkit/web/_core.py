@@ -98,9 +98,12 @@ class RequestLogging:
         self._access = structlog.get_logger(ACCESS_LOGGER)
         self._error = structlog.get_logger(ERROR_LOGGER)
 
-    def is_excluded(self, path: str, url: str) -> bool:
+    def is_excluded(self, path: str, query: str) -> bool:
         """Whether the request gets no access line (``LOGKIT_EXCLUDED_URLS``, searched in path and URL)."""
-        return self._excluded is not None and bool(self._excluded.search(path) or self._excluded.search(url))
+        if self._excluded is None:
+            return False
+        url = f"{path}?{query}" if query else path
+        return bool(self._excluded.search(path) or self._excluded.search(url))
 
     def enter_span(self, state: RequestState) -> Token[otel_context.Context] | None:
         """Inside the server span: remember it, tag it, and put the id in baggage; return the token."""

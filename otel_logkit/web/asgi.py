@@ -39,11 +39,14 @@ class RequestContextMiddleware:
         settings: header name, body summary size, trusted proxies, excluded URLs
             (default: read from the environment when the middleware is built).
         redactor: summarizes request bodies for the error line; ``None`` uses a blunt fallback.
+        span_probe: a :class:`SpanProbe` sits inside the app's server span and does the span
+            work (set by the install; leave ``False`` when adding the middleware by hand).
     """
 
     app: ASGIApp
     settings: Settings = field(default_factory=Settings.from_env)
     redactor: BodySummarizer | None = None
+    span_probe: bool = False
 
     def __post_init__(self) -> None:
         self._header = self.settings.request_id_header.lower().encode("latin-1")
@@ -62,7 +65,8 @@ class RequestContextMiddleware:
             return
         scope[STATE_KEY] = state
         bound = bind_request_id(state.request_id)
-        token = self._logging.enter_span(state)
+        # With a SpanProbe inside (auto-install), the probe does the span work, in the span.
+        token = None if self.span_probe else self._logging.enter_span(state)
         try:
             await self.app(scope, self._receive(state, receive), self._send(state, scope, send))
         except BaseException as exc:
@@ -94,8 +98,7 @@ class RequestContextMiddleware:
                 forwarded.append(value.decode("latin-1"))
         peer = scope.get("client")
         path: str = scope.get("path", "")
-        query = scope.get("query_string") or b""
-        url = path + "?" + query.decode("latin-1") if query else path
+        query: bytes = scope.get("query_string") or b""
         return RequestState(
             request_id=sane_request_id(ids) or new_request_id(),
             method=scope.get("method", ""),
@@ -103,7 +106,7 @@ class RequestContextMiddleware:
             client_ip=client_ip(str(peer[0]) if peer else None, forwarded, self.settings.trusted_proxies),
             user_agent=user_agent,
             body=BodyCapture(self.settings.body_summary_max, content_type),
-            excluded=self._logging.is_excluded(path, url),
+            excluded=self._logging.is_excluded(path, query.decode("latin-1")),
             owner=self._logging,
         )
 

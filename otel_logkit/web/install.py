@@ -167,7 +167,7 @@ def _wrap_asgi_call(original: Any) -> Any:
             middleware = _middleware_for(
                 self,
                 lambda settings, redactor: RequestContextMiddleware(
-                    functools.partial(original, self), settings, redactor
+                    functools.partial(original, self), settings, redactor, span_probe=True
                 ),
             )
         except Exception as exc:  # noqa: BLE001 - telemetry must not reach the app

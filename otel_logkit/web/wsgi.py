@@ -90,7 +90,7 @@ class WSGIRequestContextMiddleware:
             ),
             user_agent=_text(environ.get("HTTP_USER_AGENT"))[:512] or None,
             body=BodyCapture(self.settings.body_summary_max, environ.get("CONTENT_TYPE") or None),
-            excluded=self._logging.is_excluded(path, path + "?" + query if query else path),
+            excluded=self._logging.is_excluded(path, query),
             owner=self._logging,
         )
         stream = environ.get("wsgi.input")
