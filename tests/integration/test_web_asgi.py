@@ -188,9 +188,7 @@ def test_error_line_body_is_truncated(app: Any, logkit: Captured) -> None:
     ],
     ids=["binary", "binary-claiming-json", "malformed-json", "no-content-type"],
 )
-def test_hostile_bodies_never_crash_or_leak(
-    app: Any, logkit: Captured, body: bytes, content_type: str | None
-) -> None:
+def test_hostile_bodies_never_crash_or_leak(app: Any, logkit: Captured, body: bytes, content_type: str | None) -> None:
     """Binary, malformed and untyped bodies give an error line with a safe summary."""
     headers = {"Content-Type": content_type} if content_type else {}
     response = call(app, "POST", "/fail", content=body, headers=headers)
@@ -250,3 +248,12 @@ def test_request_body_consumed_by_stream_is_counted_not_kept(app: Any, logkit: C
     """A large body read by the app as a stream passes through whole."""
     response = call(app, "POST", "/consume", content=b"z" * 3_000_000)
     assert response.json() == {"size": 3_000_000}
+
+
+def test_request_id_travels_in_baggage(app: Any, logkit: Captured) -> None:
+    """Inside the handler the propagators inject the request id as W3C baggage, with the trace."""
+    response = call(app, "GET", "/outbound-headers", headers={"X-Request-ID": "bag-1"})
+    carrier = response.json()
+    [span] = logkit.server_spans()
+    assert "request_id=bag-1" in carrier["baggage"].split(",")
+    assert carrier["traceparent"].split("-")[1] == f"{span.context.trace_id:032x}"

@@ -182,12 +182,46 @@ def test_app_set_request_id_header_is_not_duplicated(logkit: Captured) -> None:
 
 
 def test_lifespan_and_websocket_pass_through(app: Any, logkit: Captured) -> None:
-    """Lifespan and websocket scopes reach the app untouched; no access line for them."""
-    from starlette.testclient import TestClient
+    """Lifespan and websocket scopes reach the app untouched: no id, no header, no access line."""
 
-    with TestClient(app) as client, client.websocket_connect("/ws") as websocket:
-        websocket.send_text("hi")
-        assert websocket.receive_text() == "echo hi"
+    async def run() -> list[dict[str, Any]]:
+        sent: list[dict[str, Any]] = []
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        lifespan = [{"type": "lifespan.startup"}]
+
+        async def lifespan_receive() -> dict[str, Any]:
+            return lifespan.pop(0) if lifespan else {"type": "lifespan.shutdown"}
+
+        await app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, lifespan_receive, send)
+        incoming = [
+            {"type": "websocket.connect"},
+            {"type": "websocket.receive", "text": "hi"},
+            {"type": "websocket.disconnect", "code": 1000},
+        ]
+
+        async def ws_receive() -> dict[str, Any]:
+            return incoming.pop(0)
+
+        scope = {**http_scope("/ws", [(b"x-request-id", b"ws-1")]), "type": "websocket", "subprotocols": []}
+        await app(scope, ws_receive, send)
+        assert STATE_KEY not in scope
+        return sent
+
+    sent = asyncio.run(run())
+    kinds = [message["type"] for message in sent]
+    assert kinds == [
+        "lifespan.startup.complete",
+        "lifespan.shutdown.complete",
+        "websocket.accept",
+        "websocket.send",
+        "websocket.close",
+    ]
+    accept = sent[2]
+    assert all(name.lower() != b"x-request-id" for name, _ in accept.get("headers") or [])
+    assert sent[3]["text"] == "echo hi"
     assert logkit.access() == []
 
 
@@ -219,9 +253,7 @@ def test_telemetry_failure_is_contained(app: Any, logkit: Captured, monkeypatch:
     assert len(reports) == 1
 
 
-def test_telemetry_failure_surfaces_under_pytest(
-    app: Any, logkit: Captured, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_telemetry_failure_surfaces_under_pytest(app: Any, logkit: Captured, monkeypatch: pytest.MonkeyPatch) -> None:
     """Under pytest the same failure is re-raised, so bugs cannot hide in tests."""
     monkeypatch.setattr(_failsafe, "raise_errors", None)
 

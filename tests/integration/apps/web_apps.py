@@ -129,6 +129,15 @@ def make_fastapi_app() -> Any:
         log.info("slow done")
         return {"request_id": context.request_id.get()}
 
+    @app.get("/outbound-headers")
+    async def outbound_headers() -> dict[str, str]:
+        # What an instrumented requests/httpx call would send from here.
+        from opentelemetry import propagate
+
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)
+        return carrier
+
     @app.get("/health")
     async def health() -> dict[str, str]:
         return {"status": "ok"}
