@@ -79,6 +79,10 @@ def uninstall() -> None:
         for cls, name, original in reversed(_Installed.patched):
             setattr(cls, name, original)
         _Installed.patched.clear()
+        for name, kind in (("werkzeug", WerkzeugAccessFilter), ("uvicorn.error", DuplicateErrorFilter)):
+            server_logger = logging.getLogger(name)
+            for log_filter in [f for f in server_logger.filters if isinstance(f, kind)]:
+                server_logger.removeFilter(log_filter)
         _Installed.settings = None
         _Installed.redactor = None
         _Installed.generation += 1
@@ -91,6 +95,20 @@ class DuplicateErrorFilter(logging.Filter):
         """Keep the record unless its exception was already written by otel-logkit."""
         exc_info = record.exc_info
         return not (exc_info and was_logged(exc_info[1]))
+
+
+class WerkzeugAccessFilter(logging.Filter):
+    """Drop the werkzeug development server's per-request line: the access line replaces it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Keep werkzeug's other lines (start-up, errors)."""
+        return not (isinstance(record.msg, str) and record.msg.endswith('] "%s" %s %s'))
+
+
+def _silence_werkzeug_access() -> None:
+    server_logger = logging.getLogger("werkzeug")
+    if not any(isinstance(f, WerkzeugAccessFilter) for f in server_logger.filters):
+        server_logger.addFilter(WerkzeugAccessFilter())
 
 
 def _silence_uvicorn_access() -> None:
@@ -136,6 +154,7 @@ def _patch_flask(module: ModuleType) -> None:
             return
         _patch(module.Flask, "__call__", _wrap_wsgi_call)
         _patch(module.Flask, "log_exception", _wrap_log_exception)
+    _silence_werkzeug_access()
 
 
 _PATCHERS = (

@@ -131,3 +131,34 @@ def test_concurrent_requests_never_bleed(app: Any, logkit: Captured) -> None:
     assert returned == [f"f-{n}" for n in range(200)]
     for n in range(200):
         assert [line["message"] for line in logkit.by_request(f"f-{n}")] == ["slow done", "request"]
+
+
+def test_real_werkzeug_server_concurrent_requests(app: Any, logkit: Captured) -> None:
+    """A threaded werkzeug server on 127.0.0.1: 100 concurrent ids, none bleeds, one access line each."""
+    import threading
+
+    import httpx
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{server.server_port}"
+
+        def one(n: int) -> tuple[str, str]:
+            response = httpx.get(f"{base}/slow", headers={"X-Request-ID": f"w-{n}"}, timeout=10)
+            return response.headers["X-Request-ID"], str(response.json()["request_id"])
+
+        with ThreadPoolExecutor(max_workers=20) as pool:
+            results = list(pool.map(one, range(100)))
+        streamed = httpx.get(f"{base}/stream", headers={"X-Request-ID": "w-stream"}, timeout=10)
+    finally:
+        server.shutdown()
+        thread.join(10)
+    assert results == [(f"w-{n}", f"w-{n}") for n in range(100)]
+    assert streamed.text == "chunk 0\nchunk 1\nchunk 2\n"
+    for n in range(100):
+        assert [line["message"] for line in logkit.by_request(f"w-{n}")] == ["slow done", "request"]
+    assert [line["message"] for line in logkit.by_request("w-stream")] == ["flask chunk"] * 3 + ["request"]
+    assert [line for line in logkit.lines() if line.get("logger") == "werkzeug" and "GET /" in line["message"]] == []
