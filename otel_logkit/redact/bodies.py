@@ -59,9 +59,7 @@ def redact_query(redactor: Redactor, query: str, *, sms: bool = False) -> str:
         if redacted == value:
             out.append(piece)
             continue
-        safe_key = (
-            raw_key if redactor.redact_text(key) == key else urllib.parse.quote(redactor.redact_text(key))
-        )
+        safe_key = raw_key if redactor.redact_text(key) == key else urllib.parse.quote(redactor.redact_text(key))
         out.append(f"{safe_key}{sep}{urllib.parse.quote(redacted, safe=_QUOTE_SAFE)}")
     if rest:
         out.append("[truncated: more fields]")
@@ -72,9 +70,7 @@ def _media_type(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
-def summarize_body(
-    redactor: Redactor, body: bytes | str | None, content_type: str | None, *, sms: bool
-) -> str:
+def summarize_body(redactor: Redactor, body: bytes | str | None, content_type: str | None, *, sms: bool) -> str:
     """See :meth:`Redactor.summarize_body`."""
     if body is None or len(body) == 0:
         return ""
@@ -99,9 +95,7 @@ def summarize_body(
     truncated = size > limit
     if media.endswith("json") or (not media and text.lstrip()[:1] in "{["):
         summary = _summarize_json(redactor, text, sms=sms, truncated=truncated)
-    elif media == "application/x-www-form-urlencoded" or (
-        not media and "=" in text and " " not in text[:256]
-    ):
+    elif media == "application/x-www-form-urlencoded" or (not media and "=" in text and " " not in text[:256]):
         summary = redact_query(redactor, _drop_partial_field(text) if truncated else text, sms=sms)
     else:
         summary = redactor.redact_text(text)

@@ -159,9 +159,7 @@ def default_detectors(extra_keys: Iterable[str] = ()) -> tuple[Detector, ...]:
     """The built-in detectors, in priority order (earlier alternatives win at one position)."""
     extra = tuple(key.lower() for key in extra_keys)
     return (
-        Detector(
-            "secret_pair", kv_pattern(extra), _mask_kv, triggers=("=", ":"), keywords=KV_KEYWORDS + extra
-        ),
+        Detector("secret_pair", kv_pattern(extra), _mask_kv, triggers=("=", ":"), keywords=KV_KEYWORDS + extra),
         Detector("bearer", _BEARER, _mask_bearer, triggers=("earer", "EARER")),
         Detector("jwt", _JWT, REDACTED, triggers=("eyJ",)),
         Detector("email", _EMAIL, mask_email, triggers=("@", "%40")),

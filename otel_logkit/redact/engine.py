@@ -9,6 +9,7 @@ path, a clean log line, costs one dict lookup per key and one regex ``search`` p
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
 
@@ -362,6 +363,9 @@ class Redactor:
         if isinstance(value, list | tuple | set | frozenset):
             return self._sequence(value, kind, depth + 1, sms)
         text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+        already = _ALREADY_MASKED.get(kind)
+        if already is not None and already.fullmatch(text):
+            return text  # masking is idempotent: data redacted at one boundary crosses the next
         if kind is KeyKind.CARD:
             return mask_card(text) if len(digits_of(text)) >= 12 else REDACTED
         if kind is KeyKind.PHONE:
@@ -379,6 +383,12 @@ def _is_plain_scalar(value: Any) -> bool:
     return value is None or value_type is bool or value_type is float or (value_type is int and value < _CARD_INT_MIN)
 
 
+_ALREADY_MASKED: dict[KeyKind, re.Pattern[str]] = {
+    KeyKind.CARD: re.compile(r"\*{4}\d{4}"),
+    KeyKind.PHONE: re.compile(r"\*{2,11}\d{4}"),
+    KeyKind.EMAIL: re.compile(r"\*\*\*@[^\s@]+"),
+    KeyKind.SMS_CONTENT: re.compile(r"\[\d+ chars\]"),
+}
 _NON_DIGITS = bytes(i for i in range(256) if not 48 <= i <= 57)
 _DIGITS = b"0123456789"
 

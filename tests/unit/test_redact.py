@@ -168,6 +168,19 @@ def test_redact_event_keeps_exc_info_for_later_processors(redactor: Redactor) ->
     assert exc_info is redactor.redact_event({"exc_info": exc_info})["exc_info"]
 
 
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("card", "4242424242424242"), ("phone", "+15550100123"), ("email", "jo@x.io"), ("password", "p")],
+    ids=["card", "phone", "email", "secret"],
+)
+def test_masking_is_idempotent(redactor: Redactor, key: str, value: str) -> None:
+    """A masked value redacted again (next boundary, JSON summary in a log field) keeps its mask."""
+    once = redactor.redact_event({key: value})
+    assert redactor.redact_event(dict(once)) == once
+    summary = redactor.summarize_params({key: value})
+    assert redactor.redact_event({"params": summary})["params"] == summary
+
+
 def test_same_secret_same_mask(redactor: Redactor) -> None:
     """Masks are deterministic: one secret always gives one mask."""
     first = redactor.redact_text("card 4242424242424242 phone +15550100123 token=abc")
