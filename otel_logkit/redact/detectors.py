@@ -110,7 +110,8 @@ def _mask_bearer(text: str) -> str:
 _KV_LONG = r"password|passwd|secret|token|api[_-]?key|apikey|authorization|credential|cookie"
 _KV_SHORT = r"pwd|cvv2?|cvc|otp|pin|verification[_-]?code|security[_-]?code"
 _KV_VALUE = (
-    r"(?i:bearer|basic|digest|token)\s+[^\s\"',;&]+"
+    r"\[REDACTED\]"  # already masked: matched whole, so masking twice changes nothing
+    r"|(?i:bearer|basic|digest|token)\s+[^\s\"',;&]+"
     r"|\"(?:[^\"\\\n]|\\.){0,512}\""
     r"|'[^'\n]{0,512}'"
     r"|[^\s&,;}\])\"']+"

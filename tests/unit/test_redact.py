@@ -181,6 +181,13 @@ def test_masking_is_idempotent(redactor: Redactor, key: str, value: str) -> None
     assert redactor.redact_event({"params": summary})["params"] == summary
 
 
+@pytest.mark.parametrize("text", [c[1] for c in TEXT_CASES], ids=[c[0] for c in TEXT_CASES])
+def test_redact_text_is_idempotent(redactor: Redactor, text: str) -> None:
+    """Redacting redacted text changes nothing (no ``[REDACTED]]``, no shrinking masks)."""
+    once = redactor.redact_text(text)
+    assert redactor.redact_text(once) == once
+
+
 def test_same_secret_same_mask(redactor: Redactor) -> None:
     """Masks are deterministic: one secret always gives one mask."""
     first = redactor.redact_text("card 4242424242424242 phone +15550100123 token=abc")

@@ -137,7 +137,9 @@ def test_secret_never_survives_in_log_fields(secret: str | tuple[str, str], key:
         "nested": {"items": [{"value": f"x {_shown(secret)} y"}]},
     }
     redacted = RedactingProcessor(REDACTOR)(None, "info", event)
-    _assert_absent(secret, structlog.processors.JSONRenderer()(None, "info", redacted))
+    rendered = structlog.processors.JSONRenderer()(None, "info", redacted)
+    _assert_absent(secret, rendered)
+    assert REDACTOR.redact_event(json.loads(rendered)) == json.loads(rendered)  # idempotent
 
 
 @PROPERTY_SETTINGS
