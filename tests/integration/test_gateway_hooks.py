@@ -21,6 +21,7 @@ from structlog.testing import capture_logs
 from otel_logkit import attributes as attr
 from otel_logkit import context
 from otel_logkit.config import Settings
+from otel_logkit.gateways import calls
 from otel_logkit.gateways.hooks import instrument_kwargs, uninstall_failure_observers
 from otel_logkit.redact import REDACTED, RedactingSpanExporter, Redactor
 from tests.fakes.gateways import FakePaymentGateway, FakeSmsGateway
@@ -263,3 +264,32 @@ def test_httpx_async_sms_calls(instrument: Instrument, sms: FakeSmsGateway) -> N
     codes = [(entry["log_level"], entry["error_code"]) for entry in _events(logs, "gateway call failed")]
     assert codes == [("error", "http_503"), ("error", "connection_error")]
     assert PHONE not in str(logs)
+
+
+class _BrokenRedactor(Redactor):
+    def summarize_body(self, body: bytes | str | None, content_type: str | None, *, sms: bool = False) -> str:
+        raise RuntimeError("redactor bug")
+
+
+def test_hook_failure_never_reaches_the_app(monkeypatch: pytest.MonkeyPatch, payment: FakePaymentGateway) -> None:
+    """Outside pytest's re-raise, a broken hook leaves the call intact and marks the span."""
+    monkeypatch.setattr(calls, "under_pytest", lambda: False)
+    monkeypatch.setattr(calls, "_reported", set())
+    settings = Settings.from_env({"LOGKIT_GATEWAYS": "payment=127.0.0.1"})
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    kwargs = instrument_kwargs(settings, _BrokenRedactor())
+    RequestsInstrumentor().instrument(tracer_provider=provider, **kwargs["requests"])
+    try:
+        with capture_logs() as logs:
+            response = requests.post(payment.url + "/v1/charges", json={"amount": 1}, timeout=5)
+    finally:
+        RequestsInstrumentor().uninstrument()
+        uninstall_failure_observers()
+    assert response.status_code == 200
+    assert payment.requests[-1].json() == {"amount": 1}
+    assert _only_span(exporter).attributes[attr.HOOK_ERROR] == "RuntimeError"
+    assert [entry["hook"] for entry in logs if entry["event"].startswith("otel-logkit hook failed")] == [
+        "requests.request_hook"
+    ]
