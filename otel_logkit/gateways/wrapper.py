@@ -31,7 +31,13 @@ def configure(settings: Settings, redactor: Redactor) -> None:
 def _current_redactor() -> Redactor:
     global _redactor  # noqa: PLW0603 - created lazily when setup() never ran
     if _redactor is None:
-        _redactor = Redactor()
+        from otel_logkit.config import Settings
+        from otel_logkit.exceptions import ConfigError
+
+        try:
+            _redactor = Redactor.from_settings(Settings.from_env())
+        except ConfigError:  # configure() reports a bad variable; the wrapper must not raise it
+            _redactor = Redactor()
     return _redactor
 
 

@@ -173,3 +173,17 @@ def test_gateway_wrapper_async_and_failed_status(provider: tuple[TracerProvider,
 def _no_observers_left() -> Iterator[None]:
     yield
     hooks.uninstall_failure_observers()
+
+
+def test_gateway_wrapper_reads_redact_keys_when_not_configured(
+    monkeypatch: pytest.MonkeyPatch, provider: tuple[TracerProvider, InMemorySpanExporter]
+) -> None:
+    """Without ``configure()``, ``gateway()`` builds its redactor from the environment once."""
+    from otel_logkit.gateways import wrapper
+
+    monkeypatch.setattr(wrapper, "_redactor", None)
+    monkeypatch.setenv("LOGKIT_REDACT_KEYS", "tax_id")
+    tracer_provider, exporter = provider
+    with gateway("payment", operation="payout", params={"tax_id": "DE123"}, tracer_provider=tracer_provider):
+        pass
+    assert exporter.get_finished_spans()[0].attributes[attr.GATEWAY_PARAMS] == f'{{"tax_id":"{REDACTED}"}}'
