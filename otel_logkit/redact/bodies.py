@@ -6,13 +6,16 @@ import json
 import urllib.parse
 from typing import TYPE_CHECKING
 
+from opentelemetry.semconv._incubating.attributes import http_attributes as old_http
+from opentelemetry.semconv.attributes import url_attributes
+
 from otel_logkit.redact.detectors import REDACTED
 
 if TYPE_CHECKING:
     from otel_logkit.redact.engine import Redactor
 
 URL_ATTRIBUTES: frozenset[str] = frozenset(
-    {"url.full", "http.url", "http.target", "url.query", "http.request.url", "url.original"}
+    {url_attributes.URL_FULL, url_attributes.URL_QUERY, old_http.HTTP_URL, old_http.HTTP_TARGET}
 )
 """Span attributes that hold a URL (or its query), redacted as URLs rather than as text."""
 

@@ -11,6 +11,29 @@ import re
 from collections.abc import Iterable
 from enum import IntEnum
 
+from opentelemetry.semconv._incubating.attributes import (
+    deployment_attributes,
+    event_attributes,
+    net_attributes,
+    thread_attributes,
+)
+from opentelemetry.semconv._incubating.attributes import http_attributes as old_http
+from opentelemetry.semconv.attributes import (
+    code_attributes,
+    error_attributes,
+    exception_attributes,
+    http_attributes,
+    network_attributes,
+    otel_attributes,
+    server_attributes,
+    service_attributes,
+    telemetry_attributes,
+    url_attributes,
+    user_agent_attributes,
+)
+
+from otel_logkit import attributes as attr
+
 
 class KeyKind(IntEnum):
     """What a key says about its value."""
@@ -31,7 +54,7 @@ class KeyKind(IntEnum):
     """Message text sent through an SMS gateway: only its length is kept."""
 
 
-SAFE_KEYS: frozenset[str] = frozenset(
+_SAFE_LOG_FIELDS = frozenset(
     {
         "timestamp", "time", "ts", "level", "log_level", "logger", "logger_name", "name",
         "trace_id", "span_id", "parent_span_id", "trace_flags", "request_id", "correlation_id",
@@ -42,16 +65,27 @@ SAFE_KEYS: frozenset[str] = frozenset(
         "amount", "amount_cents", "total", "subtotal", "currency", "price", "quantity", "count",
         "size", "bytes", "length", "attempt", "retries", "created", "created_at", "updated_at",
         "date", "expires_at", "exp_month", "exp_year", "last4", "brand", "country",
-        "http.method", "http.request.method", "http.status_code", "http.response.status_code",
-        "http.route", "http.scheme", "url.scheme", "server.address", "server.port",
-        "network.peer.address", "network.peer.port", "net.peer.name", "net.peer.port",
-        "network.protocol.version", "user_agent.original", "http.user_agent", "error.type",
-        "exception.type", "event.name", "otel.status_code", "otel.status_description",
-        "service.name", "deployment.environment.name", "telemetry.sdk.name",
-        "telemetry.sdk.language", "telemetry.sdk.version", "code.function", "code.lineno",
-        "code.filepath", "code.namespace", "thread.id", "thread.name",
     }
 )  # fmt: skip
+_SAFE_ATTRIBUTES = frozenset(
+    {
+        http_attributes.HTTP_REQUEST_METHOD, http_attributes.HTTP_RESPONSE_STATUS_CODE,
+        http_attributes.HTTP_ROUTE, old_http.HTTP_METHOD, old_http.HTTP_STATUS_CODE, old_http.HTTP_SCHEME,
+        old_http.HTTP_USER_AGENT, url_attributes.URL_SCHEME, server_attributes.SERVER_ADDRESS,
+        server_attributes.SERVER_PORT, network_attributes.NETWORK_PEER_ADDRESS,
+        network_attributes.NETWORK_PEER_PORT, network_attributes.NETWORK_PROTOCOL_VERSION,
+        net_attributes.NET_PEER_NAME, net_attributes.NET_PEER_PORT, user_agent_attributes.USER_AGENT_ORIGINAL,
+        error_attributes.ERROR_TYPE, exception_attributes.EXCEPTION_TYPE, event_attributes.EVENT_NAME,
+        otel_attributes.OTEL_STATUS_CODE, service_attributes.SERVICE_NAME,
+        deployment_attributes.DEPLOYMENT_ENVIRONMENT_NAME, telemetry_attributes.TELEMETRY_SDK_NAME,
+        telemetry_attributes.TELEMETRY_SDK_LANGUAGE, telemetry_attributes.TELEMETRY_SDK_VERSION,
+        code_attributes.CODE_FUNCTION_NAME, code_attributes.CODE_LINE_NUMBER, code_attributes.CODE_FILE_PATH,
+        thread_attributes.THREAD_ID, thread_attributes.THREAD_NAME, attr.REQUEST_ID, attr.GATEWAY_KIND,
+        attr.GATEWAY_OPERATION, attr.GATEWAY_STATUS_CODE, attr.GATEWAY_ERROR_CODE, attr.GATEWAY_DURATION_MS,
+        attr.HOOK_ERROR,
+    }
+)  # fmt: skip
+SAFE_KEYS: frozenset[str] = _SAFE_LOG_FIELDS | _SAFE_ATTRIBUTES
 """Keys whose values are never redacted; their values are ids, amounts or metadata, not secrets."""
 
 # Substrings: a key containing one of these names a secret (accessToken, client_secret, ...).
