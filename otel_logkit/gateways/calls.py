@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 import time
-import weakref
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec
 
@@ -49,10 +48,11 @@ class CallState:
         return round((time.perf_counter() - self.started) * 1000, 1)
 
 
-# Span -> state of the gateway call it carries. Weak keys: a span that is dropped takes its
-# state with it, so a call that never completes (a hook skipped by the library) leaks nothing.
-ACTIVE: weakref.WeakKeyDictionary[Span, CallState] = weakref.WeakKeyDictionary()
-_ACTIVE_LOCK = threading.Lock()
+# The gateway call in progress in this thread or task, with its span. The request hook, the
+# failure observer and the response hook of one call all run in the same context; a ContextVar
+# (unlike a span-keyed map) also keeps concurrent calls apart when spans are non-recording and
+# all share OpenTelemetry's INVALID_SPAN.
+_CURRENT: ContextVar[tuple[Span, CallState] | None] = ContextVar("otel_logkit.gateway_call", default=None)
 
 
 def under_pytest() -> bool:
@@ -96,17 +96,17 @@ def start_call(span: Span, kind: str, operation: str, params: str, *, span_name:
         span.set_attribute(attr.GATEWAY_OPERATION, operation)
         if params:
             span.set_attribute(attr.GATEWAY_PARAMS, params)
-    with _ACTIVE_LOCK:
-        ACTIVE[span] = state
+    _CURRENT.set((span, state))
     logger().debug("gateway call", gateway=kind, operation=operation, params=params)
     return state
 
 
 def lookup(span: Span) -> CallState | None:
-    """The gateway call carried by ``span``, if any and not yet finished."""
-    with _ACTIVE_LOCK:
-        state = ACTIVE.get(span)
-    return None if state is None or state.finished else state
+    """The gateway call carried by ``span`` in this context, if any and not yet finished."""
+    current = _CURRENT.get()
+    if current is None or current[0] is not span or current[1].finished:
+        return None
+    return current[1]
 
 
 def finish_response(span: Span, state: CallState, status_code: int) -> None:

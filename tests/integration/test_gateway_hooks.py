@@ -293,3 +293,26 @@ def test_hook_failure_never_reaches_the_app(monkeypatch: pytest.MonkeyPatch, pay
     assert [entry["hook"] for entry in logs if entry["event"].startswith("otel-logkit hook failed")] == [
         "requests.request_hook"
     ]
+
+
+def test_concurrent_calls_with_tracing_off_keep_their_own_state(payment: FakePaymentGateway) -> None:
+    """Non-recording spans are all the same object; each thread's call still logs its own outcome."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from opentelemetry.trace import NoOpTracerProvider
+
+    settings = Settings.from_env({"LOGKIT_GATEWAYS": "payment=127.0.0.1"})
+    kwargs = instrument_kwargs(settings, Redactor.from_settings(settings))
+    RequestsInstrumentor().instrument(tracer_provider=NoOpTracerProvider(), **kwargs["requests"])
+    paths = ["/v1/fail", "/v1/refunds"] * 10
+    try:
+        with capture_logs() as logs, ThreadPoolExecutor(max_workers=8) as pool:
+            statuses = list(pool.map(lambda path: requests.post(payment.url + path, timeout=5).status_code, paths))
+    finally:
+        RequestsInstrumentor().uninstrument()
+        uninstall_failure_observers()
+    assert statuses == [500, 200] * 10
+    answers = sorted((entry["operation"], entry["status_code"]) for entry in _events(logs, "gateway response"))
+    assert answers == sorted([("POST /v1/fail", 500), ("POST /v1/refunds", 200)] * 10)
+    failed = {entry["operation"] for entry in _events(logs, "gateway call failed")}
+    assert failed == {"POST /v1/fail"}
