@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,8 +13,12 @@ from tests.e2e.backends.elasticsearch import ElasticsearchStandIn
 from tests.e2e.backends.loki import LokiStandIn
 from tests.e2e.harness import free_port
 
-LOG_GROUP = "/otel-logkit/e2e"
 LOG_STREAM = "shop"
+
+
+def _log_group() -> str:
+    # moto keeps state for the whole test process: each stack writes to a group of its own.
+    return f"/otel-logkit/e2e-{uuid.uuid4().hex[:8]}"
 
 
 @dataclass
@@ -22,6 +28,7 @@ class Backends:
     loki: LokiStandIn = field(default_factory=LokiStandIn)
     elasticsearch: ElasticsearchStandIn = field(default_factory=ElasticsearchStandIn)
     cloudwatch: CloudWatchStandIn = field(default_factory=lambda: CloudWatchStandIn(free_port()))
+    log_group: str = field(default_factory=_log_group)
 
     def start(self) -> None:
         self.loki.start()
@@ -39,7 +46,7 @@ class Backends:
             "LOGKIT_LOKI_ENDPOINT": f"{self.loki.url}/otlp",
             "LOGKIT_ELASTICSEARCH_ENDPOINT": self.elasticsearch.url,
             "LOGKIT_CLOUDWATCH_ENDPOINT": self.cloudwatch.url,
-            "LOGKIT_CLOUDWATCH_LOG_GROUP": LOG_GROUP,
+            "LOGKIT_CLOUDWATCH_LOG_GROUP": self.log_group,
             "LOGKIT_CLOUDWATCH_LOG_STREAM": LOG_STREAM,
             "AWS_EC2_METADATA_DISABLED": "true",
             **CREDENTIALS,
@@ -50,7 +57,7 @@ class Backends:
         with self.loki.lock:
             loki = [records.from_loki(e) for e in self.loki.entries if e.labels.get("service_name") == service]
         elastic = [records.from_elasticsearch(d) for d in self.elasticsearch.logs()]
-        cloudwatch = [records.from_cloudwatch(e) for e in self.cloudwatch.events(LOG_GROUP, LOG_STREAM)]
+        cloudwatch = [records.from_cloudwatch(e) for e in self.cloudwatch.events(self.log_group, LOG_STREAM)]
         return {
             "loki": loki,
             "elasticsearch": [r for r in elastic if r[records.FIELDS.index("service")] == service],
@@ -59,8 +66,6 @@ class Backends:
 
     def wait_for(self, count: int, timeout: float, service: str = "shop") -> dict[str, list[records.Record]]:
         """Poll until every backend holds at least ``count`` records (or ``timeout``); then settle."""
-        import time
-
         deadline = time.monotonic() + timeout
         got = self.received(service)
         while time.monotonic() < deadline and min(len(v) for v in got.values()) < count:

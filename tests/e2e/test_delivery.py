@@ -9,7 +9,7 @@ import pytest
 from tests.e2e import records
 from tests.e2e.conftest import ShopDelivery
 from tests.e2e.harness import SECRETS
-from tests.e2e.stack import LOG_GROUP, LOG_STREAM
+from tests.e2e.stack import LOG_STREAM
 
 pytestmark = pytest.mark.e2e
 
@@ -62,7 +62,7 @@ def test_elasticsearch_gets_otel_mapped_documents_in_the_logkit_data_stream(shop
 
 def test_cloudwatch_events_are_json_records_in_the_configured_group_and_stream(shop_delivery: ShopDelivery) -> None:
     """The exporter created the group and stream from the environment and wrote JSON events."""
-    events = shop_delivery.backends.cloudwatch.events(LOG_GROUP, LOG_STREAM)
+    events = shop_delivery.backends.cloudwatch.events(shop_delivery.backends.log_group, LOG_STREAM)
     assert events
     assert {"body", "severity_text", "attributes", "resource"} <= set(events[0]["message"])
 
@@ -77,7 +77,7 @@ def test_no_planted_secret_reaches_the_backend(shop_delivery: ShopDelivery, back
         with stack.elasticsearch.lock:
             stored = json.dumps(stack.elasticsearch.documents)
     else:
-        stored = json.dumps(stack.cloudwatch.events(LOG_GROUP, LOG_STREAM))
+        stored = json.dumps(stack.cloudwatch.events(stack.log_group, LOG_STREAM))
     assert stored.count('"') > 100  # something was stored
     for secret in SECRETS:
         assert secret not in stored
