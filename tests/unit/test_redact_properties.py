@@ -189,9 +189,7 @@ def test_cvv_under_its_key_is_always_masked(cvv: str, key: str) -> None:
 
 @PROPERTY_SETTINGS
 @given(secret=secrets, card=card_numbers())
-def test_secret_never_reaches_exported_otlp_bytes(
-    secret: str | tuple[str, str], card: tuple[str, str]
-) -> None:
+def test_secret_never_reaches_exported_otlp_bytes(secret: str | tuple[str, str], card: tuple[str, str]) -> None:
     """Span names, attributes, events and URLs are redacted before OTLP encoding."""
     inner = InMemorySpanExporter()
     provider = TracerProvider()
