@@ -118,7 +118,7 @@ def finish_response(span: Span, state: CallState, status_code: int) -> None:
         span.set_attribute(attr.GATEWAY_DURATION_MS, duration)
     logger().debug(
         "gateway response", gateway=state.kind, operation=state.operation, status_code=status_code,
-        duration_ms=duration,
+        duration_ms=duration, params=state.params,
     )  # fmt: skip
     if status_code >= 400:
         error_code = f"http_{status_code}"

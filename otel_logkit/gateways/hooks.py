@@ -129,8 +129,8 @@ def _httpx_body(stream: Any) -> bytes | None:
 def instrument_kwargs(settings: Settings, redactor: Redactor) -> dict[str, dict[str, Any]]:
     """Keyword arguments for ``RequestsInstrumentor().instrument`` and ``HTTPXClientInstrumentor().instrument``.
 
-    Also installs the failure observers (idempotent) and makes ``settings``/``redactor`` the
-    configuration of :func:`otel_logkit.gateways.gateway`.
+    Also installs the failure observers when ``LOGKIT_GATEWAYS`` names any host (idempotent),
+    and makes ``redactor`` the one :func:`otel_logkit.gateways.gateway` uses.
 
     Returns:
         ``{"requests": {...}, "httpx": {...}}`` with the request/response hooks (and the async
@@ -140,7 +140,8 @@ def instrument_kwargs(settings: Settings, redactor: Redactor) -> dict[str, dict[
 
     hooks = GatewayHooks(settings, redactor)
     wrapper.configure(settings, redactor)
-    install_failure_observers()
+    if settings.gateways:  # without gateway hosts there is no failure to observe: patch nothing
+        install_failure_observers()
     return {
         "requests": {
             "request_hook": hooks.requests_request_hook,

@@ -86,9 +86,16 @@ def test_failsafe_reraises_under_pytest() -> None:
         calls.failsafe("test.hook", None, broken)
 
 
+def test_instrument_kwargs_patches_nothing_without_gateways() -> None:
+    """With no ``LOGKIT_GATEWAYS`` host, no library method is wrapped."""
+    hooks.instrument_kwargs(Settings.from_env({}), Redactor())
+    assert not hooks.installed_observers()
+
+
 def test_instrument_kwargs_shape() -> None:
     """The lead passes these straight to the two instrumentors."""
-    kwargs = hooks.instrument_kwargs(Settings.from_env({}), Redactor())
+    kwargs = hooks.instrument_kwargs(Settings.from_env({"LOGKIT_GATEWAYS": "sms=api.twilio.com"}), Redactor())
+    assert hooks.installed_observers()
     try:
         assert set(kwargs) == {"requests", "httpx"}
         assert set(kwargs["requests"]) == {"request_hook", "response_hook"}
