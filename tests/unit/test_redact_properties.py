@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import traceback
 import urllib.parse
 from typing import Any
@@ -11,12 +12,14 @@ from typing import Any
 import structlog
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from otel_logkit.redact import REDACTED, RedactingProcessor, RedactingSpanExporter, Redactor
+from otel_logkit.testing import capture
 
 REDACTOR = Redactor()
 DIGITS = "0123456789"
@@ -203,4 +206,24 @@ def test_secret_never_reaches_exported_otlp_bytes(secret: str | tuple[str, str],
     provider.shutdown()
     payload = encode_spans(inner.get_finished_spans()).SerializeToString()
     for form in [*_secret_forms(secret), *_secret_forms(card)]:
+        assert form.encode() not in payload
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(secret=secrets)
+def test_secret_never_reaches_stdout_or_otlp_log_bytes(secret: str | tuple[str, str]) -> None:
+    """Through the configured pipeline: JSON lines and encoded OTLP log records hold masks only."""
+    shown = _shown(secret)
+    with capture(env="dev", log_level=logging.DEBUG) as captured:
+        log = structlog.get_logger("checkout")
+        log.info(f"paid with {shown}", note=shown, nested={"lines": [{"comment": shown}]})
+        try:
+            raise ValueError(f"gateway refused {shown}")
+        except ValueError:
+            log.exception("charge failed")
+        records = captured.log_records()
+    assert len(records) == 2
+    payload = encode_logs(records).SerializeToString()
+    for form in _secret_forms(secret):
+        assert form not in captured.text()
         assert form.encode() not in payload
