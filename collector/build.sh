@@ -33,7 +33,7 @@ VERSION=$(sed -n 's#^  - gomod: go.opentelemetry.io/collector/receiver/otlprecei
 [[ -n "$VERSION" ]] || { echo "collector: cannot read the cohort version from $MANIFEST" >&2; exit 1; }
 
 want=$({ cat "$MANIFEST" "$0"; go version; } | sha256sum | cut -d' ' -f1)
-if [[ -x "$OUT" && -f "$STAMP" && "$(cat "$STAMP")" == "$want" ]]; then
+if [[ -z "${FORCE:-}" && -x "$OUT" && -f "$STAMP" && "$(cat "$STAMP")" == "$want" ]]; then
     echo "collector: $OUT is up to date ($VERSION)"
     exit 0
 fi
@@ -44,7 +44,7 @@ export GOFLAGS="${GOFLAGS:+$GOFLAGS }-mod=mod"
 export GONOSUMDB="${GONOSUMDB:+$GONOSUMDB,}go.opentelemetry.io/ebpf-profiler"
 
 BUILDER="$GOBIN_DIR/builder"
-if [[ ! -x "$BUILDER" ]] || ! "$BUILDER" version 2>/dev/null | grep -q "$VERSION"; then
+if [[ ! -x "$BUILDER" ]] || ! "$BUILDER" version 2>&1 | grep -qF "$VERSION"; then
     echo "collector: installing the collector builder $VERSION into .cache/go-bin"
     GOBIN="$GOBIN_DIR" go install "go.opentelemetry.io/collector/cmd/builder@$VERSION"
 fi

@@ -34,7 +34,7 @@ def _run_shop(collector: Collector) -> list[records.Record]:
 def _assert_delivered(backends: Backends, expected: list[records.Record], collector: Collector) -> None:
     received = backends.wait_for(len(expected), timeout=120)
     reports = {name: records.delivery_report(expected, got) for name, got in received.items()}
-    assert reports == {name: "" for name in received}, collector.log_tail()
+    assert reports == dict.fromkeys(received, ""), collector.log_tail()
 
 
 def test_a_30s_outage_of_every_backend_loses_nothing(otelcol_bin: Path, backends: Backends, tmp_path: Path) -> None:

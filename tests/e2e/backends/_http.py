@@ -58,7 +58,7 @@ class StandIn:
 
             do_GET = do_POST = do_PUT = do_HEAD = _serve  # noqa: N815 - http.server's naming
 
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: object) -> None:
                 """Keep test output quiet."""
 
         self._server = _Server(("127.0.0.1", self.port), Handler)

@@ -77,7 +77,15 @@ class ElasticsearchStandIn(StandIn):
                 op, meta = next(iter(action.items()))
                 index = meta.get("_index") or default_index
                 if op not in ("create", "index") or not index:
-                    items.append({op: {"_index": index, "status": 400, "error": {"type": "action_request_validation_exception", "reason": "unsupported"}}})
+                    items.append(
+                        {
+                            op: {
+                                "_index": index,
+                                "status": 400,
+                                "error": {"type": "action_request_validation_exception", "reason": "unsupported"},
+                            }
+                        }
+                    )
                     continue
                 if self.reject_next_items > 0:
                     self.reject_next_items -= 1
@@ -87,6 +95,8 @@ class ElasticsearchStandIn(StandIn):
                     continue
                 self.documents[index].append(json.loads(source_line))
                 seq = len(self.documents[index])
-                items.append({op: {"_index": index, "_id": f"{index}-{seq}", "_version": 1, "result": "created", "status": 201}})
+                items.append(
+                    {op: {"_index": index, "_id": f"{index}-{seq}", "_version": 1, "result": "created", "status": 201}}
+                )
         errors = any(next(iter(item.values()))["status"] >= 300 for item in items)
         return 200, _JSON, json.dumps({"took": 1, "errors": errors, "items": items}).encode()

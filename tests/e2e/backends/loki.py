@@ -23,6 +23,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceResponse,
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
 from tests.e2e.backends._http import StandIn
 
@@ -105,7 +106,7 @@ class LokiStandIn(StandIn):
     def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
         if method == "GET" and path == "/ready":
             return 200, {"Content-Type": "text/plain"}, b"ready\n"
-        if method != "POST" or path.split("?")[0] != "/otlp/v1/logs":
+        if method != "POST" or path.split("?", maxsplit=1)[0] != "/otlp/v1/logs":
             return 404, {"Content-Type": "text/plain"}, b"404 page not found\n"
         if "protobuf" not in headers.get("Content-Type", ""):
             return 415, {"Content-Type": "text/plain"}, b"unsupported content type\n"
@@ -135,22 +136,26 @@ class LokiStandIn(StandIn):
                 for kv in scope_logs.scope.attributes:
                     _flatten(kv.key, _raw(kv.value), scope_metadata)
                 for record in scope_logs.log_records:
-                    metadata = {**resource_metadata, **scope_metadata}
-                    for kv in record.attributes:
-                        _flatten(kv.key, _raw(kv.value), metadata)
-                    if record.trace_id:
-                        metadata["trace_id"] = record.trace_id.hex()
-                    if record.span_id:
-                        metadata["span_id"] = record.span_id.hex()
-                    if record.severity_text:
-                        metadata["severity_text"] = record.severity_text
-                    if record.severity_number:
-                        metadata["severity_number"] = str(record.severity_number)
-                    if record.flags:
-                        metadata["flags"] = str(record.flags)
-                    yield LokiEntry(
-                        labels=dict(labels),
-                        line=_as_string(_raw(record.body)),
-                        timestamp_ns=record.time_unix_nano or record.observed_time_unix_nano,
-                        metadata=metadata,
-                    )
+                    yield _entry(record, labels, {**resource_metadata, **scope_metadata})
+
+
+def _entry(record: LogRecord, labels: dict[str, str], metadata: dict[str, str]) -> LokiEntry:
+    """One record as Loki stores it: the body as the line, the rest as structured metadata."""
+    for kv in record.attributes:
+        _flatten(kv.key, _raw(kv.value), metadata)
+    if record.trace_id:
+        metadata["trace_id"] = record.trace_id.hex()
+    if record.span_id:
+        metadata["span_id"] = record.span_id.hex()
+    if record.severity_text:
+        metadata["severity_text"] = record.severity_text
+    if record.severity_number:
+        metadata["severity_number"] = str(record.severity_number)
+    if record.flags:
+        metadata["flags"] = str(record.flags)
+    return LokiEntry(
+        labels=dict(labels),
+        line=_as_string(_raw(record.body)),
+        timestamp_ns=record.time_unix_nano or record.observed_time_unix_nano,
+        metadata=metadata,
+    )
