@@ -85,6 +85,11 @@ class RequestState:
 class RequestLogging:
     """Writes the access and error lines of requests, configured once per middleware.
 
+    Access line levels: INFO below 500 (4xx included: client mistakes and scanners are normal
+    traffic, filter on ``status_code``); ERROR for a 5xx the app returned on purpose; WARNING
+    for a 5xx caused by an unhandled exception, whose ERROR line is the exception line, so
+    that each failed request yields exactly one ERROR line.
+
     Args:
         settings: the effective settings (body summary size, excluded URLs).
         redactor: summarizes request bodies; ``None`` uses a blunt local fallback.
@@ -216,7 +221,10 @@ def bind_request_id(request_id: str) -> Bound:
 
 
 def unbind_request_id(bound: Bound) -> None:
-    """Undo :func:`bind_request_id`."""
+    """Undo :func:`bind_request_id` (contained: a failure here must not replace the app's outcome)."""
     token, structlog_tokens = bound
-    structlog.contextvars.reset_contextvars(**structlog_tokens)
-    context.request_id.reset(token)
+    try:
+        structlog.contextvars.reset_contextvars(**structlog_tokens)
+        context.request_id.reset(token)
+    except Exception as exc:  # noqa: BLE001 - telemetry must not reach the app
+        _failsafe.report("request id reset", exc)
