@@ -257,3 +257,11 @@ def test_request_id_travels_in_baggage(app: Any, logkit: Captured) -> None:
     [span] = logkit.server_spans()
     assert "request_id=bag-1" in carrier["baggage"].split(",")
     assert carrier["traceparent"].split("-")[1] == f"{span.context.trace_id:032x}"
+
+
+def test_deliberate_5xx_access_line_is_error(app: Any, logkit: Captured) -> None:
+    """A 5xx the app returns on purpose (no exception) is the request's one ERROR line."""
+    assert call(app, "GET", "/unavailable").status_code == 503
+    assert logkit.errors() == []
+    [access] = logkit.access()
+    assert (access["status_code"], access["level"]) == (503, "ERROR")

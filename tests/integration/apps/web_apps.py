@@ -138,6 +138,12 @@ def make_fastapi_app() -> Any:
         propagate.inject(carrier)
         return carrier
 
+    @app.get("/unavailable")
+    async def unavailable() -> Any:
+        from fastapi.responses import JSONResponse
+
+        return JSONResponse({"detail": "maintenance"}, status_code=503)
+
     @app.get("/health")
     async def health() -> dict[str, str]:
         return {"status": "ok"}
