@@ -24,8 +24,11 @@ from otel_logkit.redact.bodies import truncate_bytes
 
 
 def logger() -> Any:
-    """The gateway logger, looked up per use: a logger cached by ``cache_logger_on_first_use``
-    before ``configure()`` (or a test's ``capture_logs``) would miss the chain in force."""
+    """The ``otel_logkit.gateways`` logger, looked up on each use.
+
+    A module-level logger cached by ``cache_logger_on_first_use`` before ``configure()`` (or a
+    test's ``capture_logs``) would keep a stale processor chain.
+    """
     return structlog.get_logger("otel_logkit.gateways")
 
 
