@@ -6,8 +6,12 @@ answers by path, so tests and the example shop can drive success and failure pat
 - payment: ``POST /v1/charges`` -> 200 (or 402 when the card ends in ``0002``),
   ``POST /v1/refunds`` -> 200, ``GET /v1/charges/<id>`` -> 200, ``/v1/fail`` -> 500,
   ``/v1/slow`` -> answers after ``slow_seconds``.
-- SMS: ``POST /2010-04-01/Accounts/<sid>/Messages.json`` -> 201 (400 when ``To`` is missing),
-  ``/fail`` -> 503, ``/slow`` -> answers after ``slow_seconds``.
+- SMS: ``POST /2010-04-01/Accounts/<sid>/Messages.json`` or ``POST /messages`` -> 201 (400
+  when ``To``/``to`` is missing), ``/fail`` -> 503, ``/slow`` -> answers after ``slow_seconds``.
+
+Run both for the example shop (prints the ``SHOP_*_URL`` variables, stops after ``--lifetime``)::
+
+    .venv/bin/python -m tests.fakes.gateways --lifetime 3600
 
 Example::
 
@@ -18,6 +22,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import urllib.parse
@@ -179,7 +184,7 @@ class FakePaymentGateway(FakeGateway):
 
 
 class FakeSmsGateway(FakeGateway):
-    """A Twilio-like SMS API: form-encoded messages, a failing and a slow endpoint."""
+    """A Twilio-like SMS API: form-encoded messages (``To``/``to``), a failing and a slow endpoint."""
 
     name = "sms"
 
@@ -190,9 +195,9 @@ class FakeSmsGateway(FakeGateway):
             return 503, {"code": 20503, "message": "Service unavailable"}
         if path.endswith("/slow"):
             return 201, {"status": "queued"}
-        if recorded.method == "POST" and path.endswith("/Messages.json"):
-            params = _params(recorded)
-            if not params.get("To"):
+        if recorded.method == "POST" and path.lower().endswith(("/messages", "/messages.json")):
+            params = {key.lower(): value for key, value in _params(recorded).items()}
+            if not params.get("to"):
                 return 400, {"code": 21604, "message": "A 'To' phone number is required."}
             return 201, {"sid": "SM123", "status": "queued"}
         return super().reply(recorded)
@@ -208,3 +213,24 @@ def _params(recorded: Recorded) -> dict[str, Any]:
             return {}
         return parsed if isinstance(parsed, dict) else {}
     return {}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve a fake payment and a fake SMS gateway until Ctrl-C or ``--lifetime`` seconds."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Fake payment and SMS gateways on 127.0.0.1.")
+    parser.add_argument("--lifetime", type=float, default=3600.0, help="seconds before both stop")
+    args = parser.parse_args(argv)
+    with (
+        FakePaymentGateway(max_lifetime=args.lifetime) as payment,
+        FakeSmsGateway(max_lifetime=args.lifetime) as sms,
+    ):
+        print(f"SHOP_PAYMENT_URL={payment.url}", flush=True)
+        print(f"SHOP_SMS_URL={sms.url}", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            payment._stopped.wait(args.lifetime)
+
+
+if __name__ == "__main__":
+    main()
