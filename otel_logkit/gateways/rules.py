@@ -11,9 +11,7 @@ from otel_logkit.exceptions import ConfigError
 _KIND = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 _LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
 _HOST = re.compile(rf"(\*\.)?{_LABEL}(\.{_LABEL})*")
-_ACCEPTED = (
-    "kind=host[,host...][;kind=host...] with kind like 'payment' and hosts like api.stripe.com or *.adyen.com"
-)
+_ACCEPTED = "kind=host[,host...][;kind=host...] with kind like 'payment' and hosts like api.stripe.com or *.adyen.com"
 
 
 @dataclass(frozen=True, slots=True)
