@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -263,3 +264,13 @@ def test_telemetry_failure_surfaces_under_pytest(app: Any, logkit: Captured, mon
     monkeypatch.setattr("otel_logkit.web.body.BodyCapture.feed", broken)
     with pytest.raises(RuntimeError, match="telemetry bug"):
         run_raw(app, http_scope("/consume", [], method="POST"), body=b"x")
+
+
+def test_custom_request_id_header() -> None:
+    """LOGKIT_REQUEST_ID_HEADER renames the header read, echoed and logged."""
+    with contextlib.contextmanager(configured)(request_id_header="X-Correlation-ID") as captured:
+        app = make_fastapi_app()
+        sent = run_raw(app, http_scope("/ping", [(b"x-correlation-id", b"corr-1"), (b"x-request-id", b"other")]))
+        assert response_header(sent, b"x-correlation-id") == [b"corr-1"]
+        assert response_header(sent, b"x-request-id") == []
+        assert [line["request_id"] for line in captured.access()] == ["corr-1"]
