@@ -147,7 +147,10 @@ class RequestContextMiddleware:
         if state.finished:
             return
         if state.route is None:
-            state.route = route_template(scope)
+            try:
+                state.route = route_template(scope)
+            except Exception as exc:  # noqa: BLE001 - telemetry must not reach the app
+                _failsafe.report("route", exc)
         self._logging.log_access(state, complete=complete)
 
 
@@ -177,7 +180,10 @@ class SpanProbe:
         try:
             await self.app(scope, receive, send)
         except Exception as exc:
-            state.route = route_template(scope)
+            try:
+                state.route = route_template(scope)
+            except Exception as error:  # noqa: BLE001 - telemetry must not reach the app
+                _failsafe.report("route", error)
             owner.log_error(state, exc)
             raise
         finally:
