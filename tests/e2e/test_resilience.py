@@ -79,3 +79,24 @@ def test_a_sigkilled_collector_delivers_its_queue_after_restart(
     finally:
         first.kill()
         second.stop()
+
+
+def test_a_collector_stopped_during_an_outage_delivers_its_queue_after_restart(
+    otelcol_bin: Path, backends: Backends, tmp_path: Path
+) -> None:
+    """SIGTERM while backends are down (SIGKILL after a 10 s grace, as an orchestrator does) keeps the queue."""
+    env = backends.collector_env(tmp_path / "queue")
+    first = Collector(otelcol_bin, ALL_OVERLAYS, env, tmp_path / "first.log")
+    second = Collector(otelcol_bin, ALL_OVERLAYS, env, tmp_path / "second.log")
+    try:
+        first.start()
+        backends.stop()
+        expected = _run_shop(first)
+        time.sleep(1.0)
+        first.stop(timeout=10)
+        backends.start()
+        second.start()
+        _assert_delivered(backends, expected, second)
+    finally:
+        first.kill()
+        second.stop()
