@@ -21,8 +21,9 @@ from tests.e2e.stack import Backends
 ALL_OVERLAYS = ("loki", "cloudwatch", "elasticsearch")
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every test under tests/e2e as ``e2e``."""
+    """Mark every test under tests/e2e as ``e2e``, even one that forgot its ``pytestmark``."""
     here = Path(__file__).parent
     for item in items:
         if here in Path(str(item.fspath)).parents:

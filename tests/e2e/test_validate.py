@@ -53,3 +53,41 @@ def test_overlays_add_distinct_pipelines_so_they_combine_without_merging_lists()
             assert pipeline not in base_pipelines, f"{name} redefines base pipeline {pipeline}"
             assert pipeline not in seen, f"{name} and {seen.get(pipeline)} both define {pipeline}"
             seen[pipeline] = name
+
+
+ENV_ONLY_KEYS = frozenset(
+    {
+        "endpoint",
+        "password",
+        "api_key",
+        "user",
+        "log_group_name",
+        "log_stream_name",
+        "region",
+        "directory",
+        "host",
+        "port",
+    }
+)
+
+
+def _env_only_violations(node: object, path: str = "") -> list[str]:
+    if isinstance(node, dict):
+        found: list[str] = []
+        for key, value in node.items():
+            where = f"{path}.{key}" if path else str(key)
+            if key in ENV_ONLY_KEYS and not (isinstance(value, str) and value.startswith("${env:")):
+                found.append(f"{where}={value!r}")
+            found += _env_only_violations(value, where)
+        return found
+    if isinstance(node, list):
+        return [v for i, item in enumerate(node) for v in _env_only_violations(item, f"{path}[{i}]")]
+    return []
+
+
+@pytest.mark.parametrize("config", [BASE_CONFIG, *OVERLAYS.values()], ids=lambda p: p.name)
+def test_every_address_credential_and_name_comes_from_the_environment(config: Path) -> None:
+    """No endpoint, credential, group, region or path is written in the YAML: all are ${env:VAR:-default}."""
+    import yaml
+
+    assert _env_only_violations(yaml.safe_load(config.read_text())) == []
