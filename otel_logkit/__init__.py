@@ -8,12 +8,24 @@ import structlog
 
 from otel_logkit.config import Settings
 from otel_logkit.exceptions import ConfigError
+from otel_logkit.gateways.wrapper import gateway
 from otel_logkit.jobs import job
+from otel_logkit.redact import register_detector
 from otel_logkit.setup import configure
 
 __version__ = "0.1.0"
 
-__all__ = ["ConfigError", "Settings", "__version__", "bind", "configure", "get_logger", "job"]
+__all__ = [
+    "ConfigError",
+    "Settings",
+    "__version__",
+    "bind",
+    "configure",
+    "gateway",
+    "get_logger",
+    "job",
+    "register_detector",
+]
 
 
 def get_logger(name: str | None = None, **initial_values: Any) -> Any:

@@ -29,11 +29,14 @@ from opentelemetry.sdk.trace.export import (
 )
 from structlog.typing import Processor
 
+from otel_logkit import web
 from otel_logkit.config import Settings
+from otel_logkit.gateways.hooks import instrument_kwargs, uninstall_failure_observers
 from otel_logkit.logs import processors as p
 from otel_logkit.logs import stdlib
 from otel_logkit.logs.health import ExportHealth, ReportingSpanExporter
 from otel_logkit.logs.otlp import LogExportQueue
+from otel_logkit.redact import RedactingProcessor, RedactingSpanExporter, Redactor
 
 _INTERNAL_LOGGER = "otel_logkit"
 # (entry-point name, library module, instrumentation module, instrumentor class)
@@ -53,6 +56,7 @@ class _Runtime:
     writer: stdlib.LineWriter
     tracer_provider: TracerProvider | None = None
     span_exporter: ReportingSpanExporter | None = None
+    redactor: Redactor | None = None
     log_queue: LogExportQueue | None = None
     instrumentors: list[Any] = field(default_factory=list)
     previous_sigterm: Any = None
@@ -97,6 +101,8 @@ def configure(
         elif overrides:
             settings = Settings.from_env({}, **{**_fields(settings), **overrides})
         runtime = _Runtime(settings=settings, writer=stdlib.LineWriter(stream or sys.stdout))
+        # One redactor (its patterns compiled once) for every boundary where data leaves.
+        runtime.redactor = redactor = Redactor.from_settings(settings)
         resource = Resource.create(
             {
                 **settings.resource_attributes,
@@ -110,13 +116,13 @@ def configure(
         _configure_logging(settings, runtime, cache_loggers)
         if not settings.sdk_disabled:
             runtime.tracer_provider, runtime.span_exporter = _tracer_provider(
-                settings, resource, span_exporter, health
+                settings, resource, span_exporter, health, redactor
             )
             trace.set_tracer_provider(runtime.tracer_provider)
         _runtime = runtime
         if instrument:
-            runtime.instrumentors = _instrument(settings, runtime.tracer_provider)
-            _install_web(settings)
+            runtime.instrumentors = _instrument(settings, runtime.tracer_provider, redactor)
+            web.install(settings, redactor)
         _install_shutdown(runtime)
         return settings
 
@@ -168,23 +174,27 @@ def _otlp_exporter(settings: Settings, signal_name: str) -> Any:
 
 
 def _tracer_provider(
-    settings: Settings, resource: Resource, exporter: SpanExporter | None, health: ExportHealth
+    settings: Settings,
+    resource: Resource,
+    exporter: SpanExporter | None,
+    health: ExportHealth,
+    redactor: Redactor,
 ) -> tuple[TracerProvider, ReportingSpanExporter | None]:
     provider = TracerProvider(resource=resource, shutdown_on_exit=False)
     reporting = None
     if exporter is not None:
-        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        provider.add_span_processor(SimpleSpanProcessor(RedactingSpanExporter(exporter, redactor)))
     elif settings.traces_exporter == "otlp":
         reporting = ReportingSpanExporter(_otlp_exporter(settings, "traces"), health)
-        provider.add_span_processor(BatchSpanProcessor(reporting))
+        provider.add_span_processor(BatchSpanProcessor(RedactingSpanExporter(reporting, redactor)))
     elif settings.traces_exporter == "console":
         # stdout carries one JSON log object per line; spans printed for humans go to stderr.
-        provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(out=sys.stderr)))
+        console = ConsoleSpanExporter(out=sys.stderr)
+        provider.add_span_processor(SimpleSpanProcessor(RedactingSpanExporter(console, redactor)))
     return provider, reporting
 
 
 def _configure_logging(settings: Settings, runtime: _Runtime, cache_loggers: bool = True) -> None:
-    redactor = _redactor(settings)
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         p.add_logger_name,
@@ -196,8 +206,8 @@ def _configure_logging(settings: Settings, runtime: _Runtime, cache_loggers: boo
         p.rename_event_to_message,
     ]
     final: list[Processor] = []
-    if redactor is not None:
-        final.append(redactor)
+    if runtime.redactor is not None:
+        final.append(RedactingProcessor(runtime.redactor))
     if runtime.log_queue is not None:
         final.append(runtime.log_queue)
     final.append(p.drop_private_keys)
@@ -250,24 +260,6 @@ def _guard_structlog_configure(ensured: list[Processor]) -> None:
     structlog.configure = configure
 
 
-def _optional(module: str, name: str) -> Any:
-    """An attribute of a package module that may not be importable (a missing optional extra)."""
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):
-        return None
-
-
-def _redactor(settings: Settings) -> Processor | None:
-    redactor, processor = (
-        _optional("otel_logkit.redact", "Redactor"),
-        _optional("otel_logkit.redact", "RedactingProcessor"),
-    )
-    if redactor is None or processor is None:
-        return None
-    return processor(redactor.from_settings(settings))  # type: ignore[no-any-return]
-
-
 def _isatty(stream: IO[str]) -> bool:
     try:
         return stream.isatty()
@@ -280,12 +272,12 @@ def _disabled_instrumentations() -> set[str]:
     return {part.strip() for part in value.split(",") if part.strip()}
 
 
-def _instrument(settings: Settings, tracer_provider: TracerProvider | None) -> list[Any]:
+def _instrument(settings: Settings, tracer_provider: TracerProvider | None, redactor: Redactor) -> list[Any]:
     disabled = _disabled_instrumentations()
     done: list[Any] = []
     if tracer_provider is None or "*" in disabled:
         return done
-    hook_kwargs = _hook_kwargs(settings)
+    hook_kwargs = instrument_kwargs(settings, redactor)
     for name, library, module_name, class_name in _INSTRUMENTATIONS:
         if name in disabled or importlib.util.find_spec(library) is None:
             continue
@@ -304,22 +296,6 @@ def _instrument(settings: Settings, tracer_provider: TracerProvider | None) -> l
         instrumentor.instrument(**kwargs)
         done.append(instrumentor)
     return done
-
-
-def _install_web(settings: Settings) -> None:
-    install, redactor = _optional("otel_logkit.web", "install"), _optional("otel_logkit.redact", "Redactor")
-    if callable(install) and redactor is not None:
-        install(settings, redactor.from_settings(settings))
-
-
-def _hook_kwargs(settings: Settings) -> dict[str, dict[str, Any]]:
-    kwargs, redactor = (
-        _optional("otel_logkit.gateways.hooks", "instrument_kwargs"),
-        _optional("otel_logkit.redact", "Redactor"),
-    )
-    if kwargs is None or redactor is None:
-        return {}
-    return kwargs(settings, redactor.from_settings(settings))  # type: ignore[no-any-return]
 
 
 # -- shutdown -----------------------------------------------------------------------------------
@@ -393,6 +369,8 @@ def reset() -> None:
         if threading.current_thread() is threading.main_thread() and runtime.previous_sigterm is not None:
             with contextlib.suppress(ValueError, OSError):
                 signal.signal(signal.SIGTERM, runtime.previous_sigterm)
+        web.uninstall()
+        uninstall_failure_observers()
         stdlib.uninstall()
         structlog.configure = _ORIGINAL_STRUCTLOG_CONFIGURE
         structlog.reset_defaults()
