@@ -27,16 +27,14 @@ from opentelemetry.sdk.trace.export import (
     SimpleSpanProcessor,
     SpanExporter,
 )
-from structlog.typing import Processor
 
 from otel_logkit import web
 from otel_logkit.config import Settings
 from otel_logkit.gateways.hooks import instrument_kwargs, uninstall_failure_observers
-from otel_logkit.logs import processors as p
-from otel_logkit.logs import stdlib
+from otel_logkit.logs import chain, stdlib
 from otel_logkit.logs.health import ExportHealth, ReportingSpanExporter
 from otel_logkit.logs.otlp import LogExportQueue
-from otel_logkit.redact import RedactingProcessor, RedactingSpanExporter, Redactor
+from otel_logkit.redact import RedactingSpanExporter, Redactor
 
 _INTERNAL_LOGGER = "otel_logkit"
 # (entry-point name, library module, instrumentation module, instrumentor class)
@@ -113,7 +111,7 @@ def configure(
         health = ExportHealth(settings.otlp_endpoint, _report)
         if not settings.sdk_disabled:
             runtime.log_queue = _log_queue(settings, resource, log_exporter, health)
-        _configure_logging(settings, runtime, cache_loggers)
+        chain.configure_logging(settings, runtime.writer, runtime.redactor, runtime.log_queue, cache_loggers)
         if not settings.sdk_disabled:
             runtime.tracer_provider, runtime.span_exporter = _tracer_provider(
                 settings, resource, span_exporter, health, redactor
@@ -192,79 +190,6 @@ def _tracer_provider(
         console = ConsoleSpanExporter(out=sys.stderr)
         provider.add_span_processor(SimpleSpanProcessor(RedactingSpanExporter(console, redactor)))
     return provider, reporting
-
-
-def _configure_logging(settings: Settings, runtime: _Runtime, cache_loggers: bool = True) -> None:
-    shared: list[Processor] = [
-        structlog.contextvars.merge_contextvars,
-        p.add_logger_name,
-        p.add_log_level,
-        p.add_trace_context,
-        p.ServiceFields(settings.service, settings.env),
-        p.TimeStamper(),
-        p.add_exception_fields,
-        p.rename_event_to_message,
-    ]
-    final: list[Processor] = []
-    if runtime.redactor is not None:
-        final.append(RedactingProcessor(runtime.redactor))
-    if runtime.log_queue is not None:
-        final.append(runtime.log_queue)
-    final.append(p.drop_private_keys)
-    if settings.log_format == "console":
-        final.append(
-            structlog.dev.ConsoleRenderer(
-                colors=_isatty(runtime.writer.stream), event_key="message", timestamp_key="timestamp"
-            )
-        )
-    else:
-        final.append(p.render_json)
-    structlog.configure(
-        processors=[*shared, *final],
-        wrapper_class=structlog.make_filtering_bound_logger(settings.log_level),
-        logger_factory=stdlib.LineLoggerFactory(runtime.writer),
-        cache_logger_on_first_use=cache_loggers,
-    )
-    handler = stdlib.LogkitHandler(runtime.writer, [stdlib.mark_internal, *shared], final, settings.log_level)
-    stdlib.install(handler, settings.log_level)
-    ensured: list[Processor] = [p.add_trace_context, shared[4]]
-    if runtime.log_queue is not None:
-        ensured.append(runtime.log_queue)
-    _guard_structlog_configure(ensured)
-
-
-_ORIGINAL_STRUCTLOG_CONFIGURE = structlog.configure
-
-
-def _guard_structlog_configure(ensured: list[Processor]) -> None:
-    """Keep trace ids, service/env and export when the app calls ``structlog.configure`` itself.
-
-    The app's processors, renderer and logger factory are kept; the processors in ``ensured``
-    that its list lacks are inserted just before its last processor (the renderer).
-    """
-
-    def configure(*args: Any, **kwargs: Any) -> None:
-        if args:
-            kwargs.setdefault("processors", args[0])
-            args = ()
-        processors = kwargs.get("processors")
-        if processors is not None:
-            chain = list(processors)
-            missing = [processor for processor in ensured if processor not in chain]
-            at = max(len(chain) - 1, 0)
-            chain[at:at] = missing
-            kwargs["processors"] = chain
-        _ORIGINAL_STRUCTLOG_CONFIGURE(**kwargs)
-
-    configure.__doc__ = _ORIGINAL_STRUCTLOG_CONFIGURE.__doc__
-    structlog.configure = configure
-
-
-def _isatty(stream: IO[str]) -> bool:
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False
 
 
 def _disabled_instrumentations() -> set[str]:
@@ -372,7 +297,7 @@ def reset() -> None:
         web.uninstall()
         uninstall_failure_observers()
         stdlib.uninstall()
-        structlog.configure = _ORIGINAL_STRUCTLOG_CONFIGURE
+        chain.restore_structlog_configure()
         structlog.reset_defaults()
         _reset_tracer_provider()
         _runtime = None
