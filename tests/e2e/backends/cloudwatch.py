@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from typing import Any
 
 import boto3
@@ -41,8 +40,6 @@ class CloudWatchStandIn:
             self._server = None
 
     def client(self) -> Any:
-        for key, value in CREDENTIALS.items():
-            os.environ.setdefault(key, value)
         return boto3.client(
             "logs",
             region_name=REGION,
