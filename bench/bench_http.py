@@ -12,7 +12,8 @@ goes to /dev/null. The official path uses ``opentelemetry-distro`` (installed on
 ``~/.cache/otel-logkit-bench``, never into the project's environment, so that
 ``opentelemetry-instrument`` keeps finding otel-logkit's distro for everyone else).
 
-Run: ``.venv/bin/python bench/bench_http.py [--seconds 5] [--rounds 3] [--connections 16]``.
+Run: ``.venv/bin/python bench/bench_http.py [--seconds 5] [--rounds 3] [--connections 16] [--ablations]``;
+``--ablations`` adds otel-logkit runs with the OTLP log and/or span export off (where the time goes).
 This is a benchmark, not a test: it prints numbers and asserts nothing.
 """
 
@@ -131,8 +132,8 @@ def ensure_official_distro() -> None:
     )
 
 
-def variants(gateway: str, sink: str) -> list[Variant]:
-    """bare, official and otel-logkit, with the same app, gateway and sink."""
+def variants(gateway: str, sink: str, *, ablations: bool = False) -> list[Variant]:
+    """bare, official and otel-logkit, with the same app, gateway and sink (plus ablations)."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "LOGKIT_", "PYTEST_", "PYTHONPATH"))}
     base.update(BENCH_GATEWAY_URL=gateway, OTEL_SERVICE_NAME="bench", OTEL_EXPORTER_OTLP_ENDPOINT=sink)
     official = {
@@ -143,11 +144,24 @@ def variants(gateway: str, sink: str) -> list[Variant]:
         "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
     }
     logkit = {**base, "LOGKIT_ENV": "test", "LOGKIT_GATEWAYS": "payment=127.0.0.1"}
-    return [
+    logkit_prefix = [str(BIN / "otel-logkit-instrument")]
+    result = [
         Variant("bare", [], base),
         Variant("opentelemetry-instrument", [str(BIN / "opentelemetry-instrument")], official),
-        Variant("otel-logkit-instrument", [str(BIN / "otel-logkit-instrument")], logkit),
+        Variant("otel-logkit-instrument", logkit_prefix, logkit),
     ]
+    if ablations:
+        # Where the time goes: the same otel-logkit run with one or both OTLP exports off.
+        result += [
+            Variant("  logkit, no log export", logkit_prefix, {**logkit, "OTEL_LOGS_EXPORTER": "none"}),
+            Variant("  logkit, no span export", logkit_prefix, {**logkit, "OTEL_TRACES_EXPORTER": "none"}),
+            Variant(
+                "  logkit, no export",
+                logkit_prefix,
+                {**logkit, "OTEL_LOGS_EXPORTER": "none", "OTEL_TRACES_EXPORTER": "none"},
+            ),
+        ]
+    return result
 
 
 def start(variant: Variant, port: int) -> tuple[subprocess.Popen[bytes], float]:
@@ -215,9 +229,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="load per endpoint, variant and round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--ablations", action="store_true", help="also otel-logkit with OTLP exports off")
     args = parser.parse_args()
     ensure_official_distro()
-    budget = args.rounds * 3 * (2 * args.seconds + 15) + 60
+    budget = args.rounds * (6 if args.ablations else 3) * (2 * args.seconds + 15) + 60
     gateway_port, sink_port = free_port(), free_port()
     helpers = [
         subprocess.Popen([sys.executable, __file__, "--gateway", str(gateway_port), str(budget)]),
@@ -228,9 +243,12 @@ def main() -> None:
         lua.write(f'wrk.method = "POST"\nwrk.body = "{body}"\nwrk.headers["Content-Type"] = "application/json"\n')
     try:
         time.sleep(0.5)
-        all_variants = variants(f"http://127.0.0.1:{gateway_port}", f"http://127.0.0.1:{sink_port}")
+        all_variants = variants(
+            f"http://127.0.0.1:{gateway_port}", f"http://127.0.0.1:{sink_port}", ablations=args.ablations
+        )
         for round_index in range(args.rounds):
-            order = all_variants[round_index % 3 :] + all_variants[: round_index % 3]
+            shift = round_index % len(all_variants)
+            order = all_variants[shift:] + all_variants[:shift]
             for variant in order:
                 port = free_port()
                 process, startup = start(variant, port)
