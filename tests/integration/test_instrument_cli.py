@@ -243,3 +243,18 @@ def test_reload_child_is_configured_once_per_restart(tmp_path: Any) -> None:
     orders = [line for line in lines if line["message"] == "order created"]
     assert len(orders) == len({(line["trace_id"], line["span_id"]) for line in orders})
     assert len(orders) >= 2
+
+
+def test_secrets_in_query_strings_never_leave_the_process() -> None:
+    """A secret in the URL is masked on stdout and in every exported span and record."""
+    secret = "sk_live_51Habc123secretvalue"
+    port = free_port()
+    with otlp_receiver() as receiver, running(app_command(port), app_env(receiver), port=port) as process:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            assert 200 == client.get(f"/products?api_key={secret}&page=2").status_code
+        out, _ = stop(process)
+        assert receiver.wait_for(lambda r: any(s.name == "GET /products" for s in r.spans))
+    assert secret not in out
+    assert all(secret.encode() not in raw for raw in receiver.raw)
+    server = next(s for s in receiver.spans if s.name == "GET /products")
+    assert "page=2" in str(server.attributes)
