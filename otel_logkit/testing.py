@@ -56,9 +56,7 @@ class Captured:
 
 
 @contextmanager
-def capture(
-    settings: Settings | None = None, *, instrument: bool = False, **overrides: Any
-) -> Iterator[Captured]:
+def capture(settings: Settings | None = None, *, instrument: bool = False, **overrides: Any) -> Iterator[Captured]:
     """Configure otel-logkit with in-memory outputs for the block, then undo it.
 
     Args:

@@ -17,6 +17,7 @@ Set SHOP_PAYMENT_URL / SHOP_SMS_URL to real or fake gateways; unset, the calls a
 
 from __future__ import annotations
 
+import hmac
 import itertools
 import logging
 import os
@@ -39,6 +40,8 @@ PRODUCTS: dict[int, dict[str, Any]] = {
     3: {"id": 3, "name": "kettle", "price_cents": 4500, "currency": "EUR"},
 }
 ORDERS: dict[int, dict[str, Any]] = {}
+# A demo account: any username, this password (override with SHOP_DEMO_PASSWORD).
+DEMO_PASSWORD = os.environ.get("SHOP_DEMO_PASSWORD", "correct horse")
 _order_ids = itertools.count(1001)
 
 
@@ -81,7 +84,7 @@ async def get_product(product_id: int) -> dict[str, Any]:
 
 @app.post("/login")
 async def login(body: Login) -> dict[str, str]:
-    if body.password != "correct horse":
+    if not hmac.compare_digest(body.password.encode(), DEMO_PASSWORD.encode()):
         log.warning("login failed", username=body.username, error_code="bad_credentials")
         raise HTTPException(status_code=401, detail="bad credentials")
     log.info("user logged in", username=body.username)

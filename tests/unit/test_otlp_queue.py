@@ -65,9 +65,7 @@ def test_record_carries_span_context_severity_body_and_typed_attributes() -> Non
     """The SDK record has the span context set, severity, body = message, typed attributes."""
     exporter = InMemoryLogRecordExporter()
     queue = LogExportQueue(exporter, RESOURCE, schedule_delay=0.01)
-    queue.put(
-        event(trace_id=TRACE_ID, span_id=SPAN_ID, order_id=7, ok=True, ratio=0.5, tags=["a"], service="svc")
-    )
+    queue.put(event(trace_id=TRACE_ID, span_id=SPAN_ID, order_id=7, ok=True, ratio=0.5, tags=["a"], service="svc"))
     assert queue.force_flush(5)
     (readable,) = exporter.get_finished_logs()
     record = readable.log_record
@@ -97,9 +95,7 @@ def test_full_queue_drops_and_counts_and_reports_once() -> None:
     """Past max_queue_size, records are dropped from export, counted, and reported in one call."""
     exporter = BlockingExporter()
     reports: list[int] = []
-    queue = LogExportQueue(
-        exporter, RESOURCE, max_queue_size=100, max_batch_size=10, report_drops=reports.append
-    )
+    queue = LogExportQueue(exporter, RESOURCE, max_queue_size=100, max_batch_size=10, report_drops=reports.append)
     for i in range(1000):
         queue.put(event(i=i))
     exporter.release.set()
