@@ -64,7 +64,9 @@ def configure_logging(
         logger_factory=stdlib.LineLoggerFactory(writer),
         cache_logger_on_first_use=cache_loggers,
     )
-    handler = stdlib.LogkitHandler(writer, [stdlib.mark_internal, *shared], final, settings.log_level)
+    # ExtraAdder keeps `logger.info(..., extra={...})` fields (and LoggerAdapter ones) as fields.
+    pre_chain = [stdlib.mark_internal, structlog.stdlib.ExtraAdder(), *shared]
+    handler = stdlib.LogkitHandler(writer, pre_chain, final, settings.log_level)
     stdlib.install(handler, settings.log_level)
     ensured: list[Processor] = [p.add_trace_context, shared[4]]
     if log_queue is not None:

@@ -169,3 +169,10 @@ def test_reset_restores_plain_logging() -> None:
     with capture():
         assert logging.config.dictConfig is not original
     assert logging.config.dictConfig is original
+
+
+def test_stdlib_extra_fields_become_fields(captured: Captured) -> None:
+    """logging's extra={...} (and LoggerAdapter fields) appear as fields of the line."""
+    logging.getLogger("lib").warning("slow query", extra={"query_ms": 812, "table": "orders"})
+    (line,) = captured.lines()
+    assert (812, "orders") == (line["query_ms"], line["table"])
