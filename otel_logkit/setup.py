@@ -164,9 +164,9 @@ def _otlp_exporter(settings: Settings, signal_name: str) -> Any:
         "_log_exporter" if signal_name == "logs" else "trace_exporter"
     )
     class_name = "OTLPLogExporter" if signal_name == "logs" else "OTLPSpanExporter"
-    if signal_name == "logs" and kind == "http":
+    if kind == "http":
         # Same exporter (endpoint, headers, TLS, compression, retries), faster serialization.
-        module_name, class_name = "otel_logkit.logs.wire", "FastOTLPLogExporter"
+        module_name, class_name = "otel_logkit.logs.wire", "Fast" + class_name
     module = importlib.import_module(module_name)
     return getattr(module, class_name)(endpoint=endpoint)
 

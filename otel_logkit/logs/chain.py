@@ -65,7 +65,7 @@ def configure_logging(
         cache_logger_on_first_use=cache_loggers,
     )
     # ExtraAdder keeps `logger.info(..., extra={...})` fields (and LoggerAdapter ones) as fields.
-    pre_chain = [stdlib.mark_internal, structlog.stdlib.ExtraAdder(), *shared]
+    pre_chain: list[Processor] = [stdlib.mark_internal, structlog.stdlib.ExtraAdder(), *shared]
     handler = stdlib.LogkitHandler(writer, pre_chain, final, settings.log_level)
     stdlib.install(handler, settings.log_level)
     ensured: list[Processor] = [p.add_trace_context, shared[4]]

@@ -50,3 +50,40 @@ def test_fast_encoder_matches_sdk_encoder(event: dict[str, Any]) -> None:
     actual = ExportLogsServiceRequest.FromString(encode_logs(records))
     assert expected == actual
     queue.shutdown(0.5)
+
+
+def test_fast_span_encoder_matches_sdk_encoder() -> None:
+    """Spans with parents, remote parents, events, links, status and trace state encode alike."""
+    from opentelemetry import trace
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans as sdk_encode_spans
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import (
+        Link,
+        NonRecordingSpan,
+        SpanContext,
+        SpanKind,
+        Status,
+        StatusCode,
+        TraceFlags,
+        TraceState,
+    )
+
+    from otel_logkit.logs.wire import encode_spans
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "svc"}))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("t", "1.2")
+    flags = TraceFlags(TraceFlags.SAMPLED)
+    remote = SpanContext(0xABC, 0xDEF, is_remote=True, trace_flags=flags, trace_state=TraceState([("vendor", "x")]))
+    server = tracer.start_as_current_span("GET /orders/{id}", kind=SpanKind.SERVER, attributes={"http.route": "/"})
+    with server, tracer.start_as_current_span("db", links=[Link(remote, {"why": "batch"})]) as child:
+        child.add_event("retry", {"attempt": 2, "tags": ["a", "b"]})
+        child.set_status(Status(StatusCode.ERROR, "boom \u00e9"))
+    with trace.use_span(NonRecordingSpan(remote)), tracer.start_as_current_span("remote child", kind=SpanKind.CLIENT):
+        pass
+    spans = exporter.get_finished_spans()
+    assert ExportTraceServiceRequest.FromString(encode_spans(spans)) == sdk_encode_spans(spans)
