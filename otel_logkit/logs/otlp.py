@@ -38,7 +38,7 @@ _SEVERITY: dict[str, SeverityNumber] = {
     "CRITICAL": SeverityNumber.FATAL,
 }
 # Fields that become part of the record itself (or of the resource), not attributes.
-_NOT_ATTRIBUTES = frozenset(
+_NOT_ATTRIBUTES = frozenset({"color_message"}) | frozenset(
     {
         "message",
         "event",

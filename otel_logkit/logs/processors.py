@@ -86,7 +86,8 @@ def rename_event_to_message(logger: WrappedLogger, method_name: str, event_dict:
 
 def drop_private_keys(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
     """Remove otel-logkit's private keys and structlog's stdlib bookkeeping before rendering."""
-    for key in (NS_KEY, "_logkit_sampled", "_logkit_no_export", "_record", "_from_structlog"):
+    # uvicorn passes a copy of each message with ANSI colour codes as extra={"color_message": ...}.
+    for key in (NS_KEY, "_logkit_sampled", "_logkit_no_export", "_record", "_from_structlog", "color_message"):
         event_dict.pop(key, None)
     return event_dict
 

@@ -111,3 +111,8 @@ def test_caller_module_names_logger(captured: object) -> None:
     lines = captured.lines()  # type: ignore[attr-defined]
     assert __name__ == lines[-1]["logger"]
     assert sys.modules[__name__]
+
+
+def test_uvicorn_color_message_dropped() -> None:
+    """uvicorn's ANSI-coloured duplicate of the message never reaches the line."""
+    assert {"a": 1} == p.drop_private_keys(None, "info", {"a": 1, "color_message": "\x1b[36m%d\x1b[0m"})
