@@ -42,6 +42,12 @@ _CLEAN_CACHE_MAX = 4096
 _CLEAN_CACHE_LEN = 256
 
 
+_MISSING = object()
+_CACHEABLE = frozenset({str, int, float, bool})
+_CACHED_LENGTH = 256
+_CACHE_LIMIT = 8192
+
+
 class Redactor:
     """Masks secrets and personal data in log events, span attributes, URLs and bodies.
 
@@ -75,6 +81,9 @@ class Redactor:
             *detectors,
         )
         self._compiled = tuple(CompiledDetector(d) for d in self.detectors)
+        # Span attributes repeat from span to span (scheme, method, route, host, peer...): the
+        # result for a short (key, value) pair is kept, in a bounded dict cleared when full.
+        self._attribute_cache: dict[tuple[str, Any], Any] = {}
         # The cheap gate in front of all detectors: a string containing none of these
         # substrings and fewer than _min_digits digits cannot match any of them.
         gated = [d for d in self.detectors if d.triggers or d.keywords or d.min_digits]
@@ -170,20 +179,35 @@ class Redactor:
         homogeneous sequences of strings when anything in them is masked.
         """
         result: dict[str, Any] = {}
+        cache = self._attribute_cache
         for key, value in attrs.items():
-            if key in bodies.URL_ATTRIBUTES and isinstance(value, str):
-                result[key] = self.redact_url(value)
-                continue
-            kind = self.key_kind(key)
-            new = self._value(value, kind, 0, False)
-            if isinstance(new, list):
-                new = tuple(v if isinstance(v, str | bool | int | float) else str(v) for v in new)
-                if len({type(v) for v in new}) > 1:
-                    new = tuple(str(v) for v in new)
-            elif new is not value and not isinstance(new, str | bool | int | float | tuple):
-                new = str(new)
+            kind_of_value = type(value)
+            cacheable = kind_of_value in _CACHEABLE and (kind_of_value is not str or len(value) <= _CACHED_LENGTH)
+            if cacheable:
+                cached = cache.get((key, value), _MISSING)
+                if cached is not _MISSING:
+                    result[key] = cached
+                    continue
+            new = self._attribute(key, value)
+            if cacheable:
+                if len(cache) >= _CACHE_LIMIT:
+                    cache.clear()
+                cache[(key, value)] = new
             result[key] = new
         return result
+
+    def _attribute(self, key: str, value: Any) -> Any:
+        """One attribute value, redacted, with OpenTelemetry's value types kept valid."""
+        if key in bodies.URL_ATTRIBUTES and isinstance(value, str):
+            return self.redact_url(value)
+        new = self._value(value, self.key_kind(key), 0, False)
+        if isinstance(new, list):
+            new = tuple(v if isinstance(v, str | bool | int | float) else str(v) for v in new)
+            if len({type(v) for v in new}) > 1:
+                new = tuple(str(v) for v in new)
+        elif new is not value and not isinstance(new, str | bool | int | float | tuple):
+            new = str(new)
+        return new
 
     def redact_url(self, url: str) -> str:
         """Mask credentials, secret query parameters and detected values in a URL."""
