@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import structlog
+from hypothesis import settings
 
 from otel_logkit import context, setup
 from otel_logkit.config import Settings
 from otel_logkit.testing import Captured, capture
+
+# CI runs the property tests derandomized: the same examples every run, so a red build always
+# reproduces; locally they explore new examples (and remember failures in .hypothesis/).
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+settings.register_profile("dev", deadline=None)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 
 @pytest.fixture(autouse=True)

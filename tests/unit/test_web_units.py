@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 
 import pytest
 from hypothesis import given
@@ -197,7 +198,10 @@ def test_no_card_or_password_survives_the_fallback(
     capture = BodyCapture(limit, "application/json")
     capture.feed(body.encode())
     summary = capture.summary(limit, None)
-    assert card not in "".join(ch for ch in summary if ch.isdigit() or ch == "*").replace("*", "")
+    # The size in the truncation marker ("... (80 bytes)") is not body content: joined to the
+    # body's last digits it could spell the card by accident.
+    content = re.sub(r"\.\.\. \(\d+ bytes\)$", "", summary)
+    assert card not in "".join(ch for ch in content if ch.isdigit() or ch == "*").replace("*", "")
     assert "PW" + password not in summary
 
 
