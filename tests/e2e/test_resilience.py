@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -55,10 +56,10 @@ def test_a_30s_outage_of_every_backend_loses_nothing(otelcol_bin: Path, backends
         collector.stop()
 
 
-def test_a_sigkilled_collector_delivers_its_queue_after_restart(
-    otelcol_bin: Path, backends: Backends, tmp_path: Path
+def _restart_with_queue(
+    otelcol_bin: Path, backends: Backends, tmp_path: Path, interrupt: Callable[[Collector], None], lost_all: bool
 ) -> None:
-    """Items accepted but not yet delivered survive SIGKILL in the file_storage queue."""
+    """Fill the queue during an outage, interrupt the collector, restart it: everything arrives once."""
     env = backends.collector_env(tmp_path / "queue")
     first = Collector(otelcol_bin, ALL_OVERLAYS, env, tmp_path / "first.log")
     second = Collector(otelcol_bin, ALL_OVERLAYS, env, tmp_path / "second.log")
@@ -67,36 +68,30 @@ def test_a_sigkilled_collector_delivers_its_queue_after_restart(
         backends.stop()
         expected = _run_shop(first)
         time.sleep(1.0)
-        first.kill()
+        interrupt(first)
         backends.start()
-        assert {name: len(got) for name, got in backends.received().items()} == {
-            "loki": 0,
-            "elasticsearch": 0,
-            "cloudwatch": 0,
-        }
+        if lost_all:
+            assert {name: len(got) for name, got in backends.received().items()} == {
+                "loki": 0,
+                "elasticsearch": 0,
+                "cloudwatch": 0,
+            }
         second.start()
         _assert_delivered(backends, expected, second)
     finally:
         first.kill()
         second.stop()
+
+
+def test_a_sigkilled_collector_delivers_its_queue_after_restart(
+    otelcol_bin: Path, backends: Backends, tmp_path: Path
+) -> None:
+    """Items accepted but not yet delivered survive SIGKILL in the file_storage queue."""
+    _restart_with_queue(otelcol_bin, backends, tmp_path, Collector.kill, lost_all=True)
 
 
 def test_a_collector_stopped_during_an_outage_delivers_its_queue_after_restart(
     otelcol_bin: Path, backends: Backends, tmp_path: Path
 ) -> None:
     """SIGTERM while backends are down (SIGKILL after a 10 s grace, as an orchestrator does) keeps the queue."""
-    env = backends.collector_env(tmp_path / "queue")
-    first = Collector(otelcol_bin, ALL_OVERLAYS, env, tmp_path / "first.log")
-    second = Collector(otelcol_bin, ALL_OVERLAYS, env, tmp_path / "second.log")
-    try:
-        first.start()
-        backends.stop()
-        expected = _run_shop(first)
-        time.sleep(1.0)
-        first.stop(timeout=10)
-        backends.start()
-        second.start()
-        _assert_delivered(backends, expected, second)
-    finally:
-        first.kill()
-        second.stop()
+    _restart_with_queue(otelcol_bin, backends, tmp_path, lambda c: c.stop(timeout=10), lost_all=False)
