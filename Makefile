@@ -32,7 +32,8 @@ run: install ## run the example shop under otel-logkit-instrument on 127.0.0.1:$
 	OTEL_SERVICE_NAME=$${OTEL_SERVICE_NAME:-shop} LOGKIT_ENV=$${LOGKIT_ENV:-dev} \
 	  $(BIN)/otel-logkit-instrument uvicorn examples.shop.main:app --host 127.0.0.1 --port $(PORT)
 
-demo: run ## alias of run
+demo: install ## the shop with fake payment/SMS gateways: gateway spans, redacted summaries
+	PORT=$(PORT) bash examples/shop/demo.sh
 
 collector: ## build bin/otelcol-logkit with the OpenTelemetry Collector Builder (needs Go)
 	bash collector/build.sh
