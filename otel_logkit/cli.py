@@ -13,6 +13,8 @@ import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
+from opentelemetry.util.re import parse_env_headers
+
 from otel_logkit import environment_variables as ev
 from otel_logkit.config import Settings
 from otel_logkit.exceptions import ConfigError
@@ -130,12 +132,10 @@ def _effective(settings: Settings) -> dict[str, Any]:
 
 
 def _headers(environ: dict[str, str]) -> dict[str, str]:
+    """The OTLP headers the logs exporter would send (the SDK's own parser)."""
     headers: dict[str, str] = {}
     for variable in ("OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_LOGS_HEADERS"):
-        for pair in environ.get(variable, "").split(","):
-            key, sep, value = pair.partition("=")
-            if sep and key.strip():
-                headers[urllib.parse.unquote(key.strip())] = urllib.parse.unquote(value.strip())
+        headers.update(parse_env_headers(environ.get(variable, ""), liberal=True))
     return headers
 
 

@@ -28,7 +28,7 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
 )
 
-from otel_logkit import web
+from otel_logkit import web, wire
 from otel_logkit.config import Settings
 from otel_logkit.gateways.hooks import instrument_kwargs, uninstall_failure_observers
 from otel_logkit.logs import chain, stdlib
@@ -158,17 +158,19 @@ def _log_queue(
 
 
 def _otlp_exporter(settings: Settings, signal_name: str) -> Any:
-    endpoint = settings.otlp_logs_endpoint if signal_name == "logs" else settings.otlp_traces_endpoint
-    kind = "grpc" if settings.otlp_protocol == "grpc" else "http"
-    module_name = f"opentelemetry.exporter.otlp.proto.{kind}." + (
-        "_log_exporter" if signal_name == "logs" else "trace_exporter"
-    )
-    class_name = "OTLPLogExporter" if signal_name == "logs" else "OTLPSpanExporter"
-    if kind == "http":
-        # Same exporter (endpoint, headers, TLS, compression, retries), faster serialization.
-        module_name, class_name = "otel_logkit.logs.wire", "Fast" + class_name
-    module = importlib.import_module(module_name)
-    return getattr(module, class_name)(endpoint=endpoint)
+    """The SDK's OTLP exporter for a signal; over HTTP with otel-logkit's faster serialization."""
+    logs = signal_name == "logs"
+    endpoint = settings.otlp_logs_endpoint if logs else settings.otlp_traces_endpoint
+    if settings.otlp_protocol != "grpc":
+        return (wire.FastOTLPLogExporter if logs else wire.FastOTLPSpanExporter)(endpoint=endpoint)
+    # gRPC is imported only when chosen: grpcio is slow to import.
+    if logs:
+        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+
+        return OTLPLogExporter(endpoint=endpoint)
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+    return OTLPSpanExporter(endpoint=endpoint)
 
 
 def _tracer_provider(

@@ -12,6 +12,7 @@ import traceback
 from typing import Any
 
 import orjson
+import structlog
 from opentelemetry import trace
 from structlog.typing import EventDict, WrappedLogger
 
@@ -74,14 +75,8 @@ def add_exception_fields(logger: WrappedLogger, method_name: str, event_dict: Ev
     return event_dict
 
 
-def rename_event_to_message(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
-    """Rename structlog's ``event`` key to the contract's ``message``."""
-    if "event" in event_dict:
-        event = event_dict.pop("event")
-        event_dict.setdefault("message", event if isinstance(event, str) else str(event))
-    else:
-        event_dict.setdefault("message", "")
-    return event_dict
+rename_event_to_message = structlog.processors.EventRenamer("message")
+"""Rename structlog's ``event`` key to the contract's ``message`` (structlog's own renamer)."""
 
 
 def drop_private_keys(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:

@@ -13,7 +13,7 @@ from opentelemetry.sdk.resources import Resource
 
 from otel_logkit.logs.otlp import LogExportQueue
 from otel_logkit.logs.processors import NS_KEY
-from otel_logkit.logs.wire import encode_logs
+from otel_logkit.wire import encode_logs
 
 CASES: list[dict[str, Any]] = [
     {"message": "plain", "level": "INFO"},
@@ -71,7 +71,7 @@ def test_fast_span_encoder_matches_sdk_encoder() -> None:
         TraceState,
     )
 
-    from otel_logkit.logs.wire import encode_spans
+    from otel_logkit.wire import encode_spans
 
     exporter = InMemorySpanExporter()
     provider = TracerProvider(resource=Resource.create({"service.name": "svc"}))
