@@ -35,6 +35,7 @@ from otel_logkit.logs import chain, stdlib
 from otel_logkit.logs.health import ExportHealth, ReportingSpanExporter
 from otel_logkit.logs.otlp import LogExportQueue
 from otel_logkit.redact import RedactingSpanExporter, Redactor
+from otel_logkit.web import native as native_fastapi
 
 _INTERNAL_LOGGER = "otel_logkit"
 # (entry-point name, library module, instrumentation module, instrumentor class)
@@ -119,8 +120,11 @@ def configure(
             trace.set_tracer_provider(runtime.tracer_provider)
         _runtime = runtime
         if instrument:
-            runtime.instrumentors = _instrument(settings, runtime.tracer_provider, redactor)
-            web.install(settings, redactor)
+            # FastAPI releases that trace requests themselves get their own server span, not the
+            # contrib middleware's (much cheaper per request; see otel_logkit.web.native).
+            native = runtime.tracer_provider is not None and native_fastapi.available()
+            runtime.instrumentors = _instrument(settings, runtime.tracer_provider, redactor, skip_fastapi=native)
+            web.install(settings, redactor, native_fastapi.telemetry_defaults() if native else None)
         _install_shutdown(runtime)
         return settings
 
@@ -199,8 +203,12 @@ def _disabled_instrumentations() -> set[str]:
     return {part.strip() for part in value.split(",") if part.strip()}
 
 
-def _instrument(settings: Settings, tracer_provider: TracerProvider | None, redactor: Redactor) -> list[Any]:
+def _instrument(
+    settings: Settings, tracer_provider: TracerProvider | None, redactor: Redactor, *, skip_fastapi: bool = False
+) -> list[Any]:
     disabled = _disabled_instrumentations()
+    if skip_fastapi:
+        disabled.add("fastapi")
     done: list[Any] = []
     if tracer_provider is None or "*" in disabled:
         return done

@@ -19,6 +19,9 @@ URL_ATTRIBUTES: frozenset[str] = frozenset(
 )
 """Span attributes that hold a URL (or its query), redacted as URLs rather than as text."""
 
+QUERY_ATTRIBUTE = url_attributes.URL_QUERY
+"""The one URL attribute that holds a query string alone."""
+
 _MAX_FIELDS = 1000
 _QUOTE_SAFE = "*[]@:/,.-_~ "
 

@@ -199,7 +199,8 @@ class Redactor:
     def _attribute(self, key: str, value: Any) -> Any:
         """One attribute value, redacted, with OpenTelemetry's value types kept valid."""
         if key in bodies.URL_ATTRIBUTES and isinstance(value, str):
-            return self.redact_url(value)
+            # url.query holds a bare query string (no "?"): as a URL it would parse as a path.
+            return self.redact_query(value) if key == bodies.QUERY_ATTRIBUTE else self.redact_url(value)
         new = self._value(value, self.key_kind(key), 0, False)
         if isinstance(new, list):
             new = tuple(v if isinstance(v, str | bool | int | float) else str(v) for v in new)

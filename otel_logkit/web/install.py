@@ -9,6 +9,8 @@ Mechanism (patching classes, so that apps need no code change):
   :class:`SpanProbe` just inside ``ServerErrorMiddleware``. The OpenTelemetry FastAPI
   instrumentation re-wraps that part inside its server span, so the probe sees the span: the
   access and error lines carry its ``trace_id``/``span_id``.
+- ``FastAPI.__init__`` receives otel-logkit's ``telemetry`` options (:mod:`otel_logkit.web.native`)
+  on FastAPI releases that trace requests themselves; the app's own options win.
 - ``Flask.__call__`` runs every request through a :class:`WSGIRequestContextMiddleware`.
 
 No framework is imported by otel-logkit: each class is patched when its module is imported by
@@ -41,6 +43,7 @@ _APP_ATTRIBUTE = "_otel_logkit_middleware"
 class _Installed:
     settings: Settings | None = None
     redactor: BodySummarizer | None = None
+    fastapi_telemetry: dict[str, Any] | None = None
     generation = 0
     hooks_registered = False
     patched: list[tuple[type, str, Any]] = []  # noqa: RUF012 - process-wide registry of patches
@@ -49,7 +52,9 @@ class _Installed:
 _lock = threading.Lock()
 
 
-def install(settings: Settings, redactor: BodySummarizer | None = None) -> None:
+def install(
+    settings: Settings, redactor: BodySummarizer | None = None, fastapi_telemetry: dict[str, Any] | None = None
+) -> None:
     """Install the request-context middleware on every Starlette/FastAPI and Flask app.
 
     Idempotent. Also silences uvicorn's access logger: the access line replaces it.
@@ -57,10 +62,13 @@ def install(settings: Settings, redactor: BodySummarizer | None = None) -> None:
     Args:
         settings: the effective settings.
         redactor: an :class:`otel_logkit.redact.Redactor`; ``None`` uses a blunt local fallback.
+        fastapi_telemetry: default ``FastAPI(telemetry=...)`` options for apps created from now
+            on (FastAPI releases with their own telemetry); ``None`` leaves FastAPI's defaults.
     """
     with _lock:
         _Installed.settings = settings
         _Installed.redactor = redactor
+        _Installed.fastapi_telemetry = fastapi_telemetry
         _Installed.generation += 1
         register = not _Installed.hooks_registered
         _Installed.hooks_registered = True
@@ -85,6 +93,7 @@ def uninstall() -> None:
                 server_logger.removeFilter(log_filter)
         _Installed.settings = None
         _Installed.redactor = None
+        _Installed.fastapi_telemetry = None
         _Installed.generation += 1
 
 
@@ -146,6 +155,7 @@ def _patch_fastapi(module: ModuleType) -> None:
         if _Installed.settings is None:
             return
         _patch(module.FastAPI, "build_middleware_stack", _wrap_build)
+        _patch(module.FastAPI, "__init__", _wrap_fastapi_init)
 
 
 def _patch_flask(module: ModuleType) -> None:
@@ -218,6 +228,16 @@ def _wrap_build(original: Any) -> Any:
             return stack
 
     return build_middleware_stack
+
+
+def _wrap_fastapi_init(original: Any) -> Any:
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:  # noqa: N807 - replaces FastAPI.__init__
+        defaults = _Installed.fastapi_telemetry
+        if defaults:
+            kwargs["telemetry"] = {**defaults, **(kwargs.get("telemetry") or {})}
+        original(self, *args, **kwargs)
+
+    return __init__
 
 
 def _wrap_log_exception(original: Any) -> Any:

@@ -342,12 +342,14 @@ def test_redact_attributes_keeps_otel_types(redactor: Redactor) -> None:
     """Span attributes stay valid OpenTelemetry values after masking."""
     attrs = {
         "url.full": "https://x.com/a?token=abc&n=1",
+        "url.query": "token=abc&page=2",
         "http.request.header.authorization": ("Bearer abc",),
         "http.response.status_code": 200,
         "app.tags": ("a", "jo@x.io"),
     }
     assert {
         "url.full": f"https://x.com/a?token={REDACTED}&n=1",
+        "url.query": f"token={REDACTED}&page=2",  # a bare query string, not a URL
         "http.request.header.authorization": (REDACTED,),
         "http.response.status_code": 200,
         "app.tags": ("a", "***@x.io"),
