@@ -230,6 +230,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--ablations", action="store_true", help="also otel-logkit with OTLP exports off")
+    parser.add_argument("--skip-official", action="store_true", help="leave opentelemetry-instrument out")
     args = parser.parse_args()
     ensure_official_distro()
     budget = args.rounds * (6 if args.ablations else 3) * (2 * args.seconds + 15) + 60
@@ -246,6 +247,8 @@ def main() -> None:
         all_variants = variants(
             f"http://127.0.0.1:{gateway_port}", f"http://127.0.0.1:{sink_port}", ablations=args.ablations
         )
+        if args.skip_official:
+            all_variants = [v for v in all_variants if v.name != "opentelemetry-instrument"]
         for round_index in range(args.rounds):
             shift = round_index % len(all_variants)
             order = all_variants[shift:] + all_variants[:shift]

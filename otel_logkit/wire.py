@@ -111,12 +111,29 @@ def key_value(key: str, value: Any, depth: int = 0) -> bytes:
     return prefix + _varint(len(encoded)) + encoded
 
 
+_field_cache: dict[tuple[bytes, str, str | int], bytes] = {}
+
+
 def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
     if not attributes:
         return b""
     parts = []
     for key, value in attributes.items():
         if value is None:
+            continue
+        kind = type(value)
+        # Most attributes repeat from record to record (method, route, logger, status): their
+        # whole field is cached. Only exact str and int values (a bool equals 0 or 1).
+        if kind is int or (kind is str and len(value) <= _CACHED_LENGTH):
+            cache_key = (tag, key, value)
+            field = _field_cache.get(cache_key)
+            if field is None:
+                encoded = key_value(key, value)
+                field = tag + _varint(len(encoded)) + encoded
+                if len(_field_cache) >= _CACHE_LIMIT:
+                    _field_cache.clear()
+                _field_cache[cache_key] = field
+            parts.append(field)
             continue
         encoded = key_value(key, value)
         parts.append(tag + _varint(len(encoded)) + encoded)

@@ -177,6 +177,7 @@ class LogExportQueue:
         self._exported_total = 0
         self._last_drop_report = 0.0
         self._shutdown = False
+        self._flush_requested = False
         self._start_worker()
         os.register_at_fork(after_in_child=self._after_fork)
 
@@ -228,34 +229,40 @@ class LogExportQueue:
     def _run(self) -> None:
         # The exporter's own HTTP calls must not create client spans (a feedback loop).
         context.attach(context.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
+        last_export = time.monotonic()
         while True:
-            self._wake.wait(self._schedule_delay)
+            self._wake.wait(max(0.0, last_export + self._schedule_delay - time.monotonic()))
             self._wake.clear()
-            self._drain()
+            # Full batches go at once; a partial one waits for the schedule delay (or a flush):
+            # exporting whatever has trickled in would mean many tiny, costly exports under load.
+            everything = self._flush_requested or self._shutdown
+            self._flush_requested = False
+            if everything or time.monotonic() >= last_export + self._schedule_delay:
+                everything = True
+                last_export = time.monotonic()
+            self._drain(everything)
             self._maybe_report_drops()
             if self._shutdown:
                 return
 
-    def _drain(self, deadline: float | None = None) -> None:
+    def _drain(self, everything: bool) -> None:
         queue = self._queue
-        while queue:
-            if deadline is not None and time.monotonic() >= deadline:
-                return
+        # What is queued now goes out (when due); records that arrive meanwhile wait for a
+        # full batch or the next round, instead of trickling out in tiny exports.
+        pending = len(queue) if everything else 0
+        while queue and (pending > 0 or len(queue) >= self._max_batch_size):
             self._idle.clear()
             batch: list[EventDict] = []
             with contextlib.suppress(IndexError):
                 for _ in range(self._max_batch_size):
                     batch.append(queue.popleft())
-            try:
-                self._export(batch)
-            finally:
-                if not queue:
-                    self._idle.set()
+            pending -= len(batch)
+            self._export(batch)
         self._idle.set()
 
     def _export(self, batch: Sequence[EventDict]) -> None:
-        records = [self._record(event) for event in batch]
         try:
+            records = [self._record(event) for event in batch]
             result = self._exporter.export(records)
         except Exception as error:  # noqa: BLE001 - an exporter bug must never stop the worker
             result = LogRecordExportResult.FAILURE
@@ -316,12 +323,12 @@ class LogExportQueue:
     def force_flush(self, timeout: float = 5.0) -> bool:
         """Export everything queued so far; return whether it finished within ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
-        self._wake.set()
         while time.monotonic() < deadline:
             if not self._queue and self._idle.is_set():
                 return True
-            self._idle.wait(0.01)
+            self._flush_requested = True
             self._wake.set()
+            self._idle.wait(0.01)
         return False
 
     def shutdown(self, timeout: float = 5.0) -> None:

@@ -167,3 +167,37 @@ def test_to_attribute_keeps_types_and_stringifies_objects() -> None:
     assert to_attribute({"a": (1, "x"), "b": "None"}) == {"a": [1, "x"], "b": "None"}
     assert to_attribute(2**71) == "2361183241434822606848"
     assert isinstance(to_attribute(object()), str)
+
+
+class SlowExporter(LogRecordExporter):
+    """Takes 20 ms per export and remembers each batch's size."""
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+
+    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
+        self.sizes.append(len(batch))
+        threading.Event().wait(0.02)
+        return LogRecordExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True
+
+
+def test_a_steady_trickle_is_exported_in_full_batches() -> None:
+    """Records arriving while an export runs wait for a full batch or the delay, not a tiny export each."""
+    exporter = SlowExporter()
+    queue = LogExportQueue(exporter, RESOURCE, max_batch_size=50, schedule_delay=30.0)
+    try:
+        for index in range(230):  # about 10 records arrive during each export
+            queue.put(event(message=f"line {index}"))
+            threading.Event().wait(0.002)
+        assert queue.force_flush(5)
+    finally:
+        queue.shutdown(1)
+    assert 230 == sum(exporter.sizes)
+    assert [50, 50, 50, 50] == exporter.sizes[:4]  # full batches while the trickle ran
+    assert [30] == exporter.sizes[4:]  # the rest only when flushed
