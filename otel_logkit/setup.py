@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import importlib
 import importlib.util
 import logging
@@ -17,6 +18,7 @@ from types import FrameType
 from typing import IO, Any
 
 import structlog
+import wrapt
 from opentelemetry import trace
 from opentelemetry.sdk._logs.export import LogRecordExporter
 from opentelemetry.sdk.resources import Resource
@@ -123,7 +125,7 @@ def configure(
             # FastAPI releases that trace requests themselves get their own server span, not the
             # contrib middleware's (much cheaper per request; see otel_logkit.web.native).
             native = runtime.tracer_provider is not None and native_fastapi.available()
-            runtime.instrumentors = _instrument(settings, runtime.tracer_provider, redactor, skip_fastapi=native)
+            runtime.instrumentors = _instrument(runtime, runtime.tracer_provider, redactor, skip_fastapi=native)
             web.install(settings, redactor, native_fastapi.telemetry_defaults() if native else None)
         _install_shutdown(runtime)
         return settings
@@ -204,7 +206,7 @@ def _disabled_instrumentations() -> set[str]:
 
 
 def _instrument(
-    settings: Settings, tracer_provider: TracerProvider | None, redactor: Redactor, *, skip_fastapi: bool = False
+    runtime: _Runtime, tracer_provider: TracerProvider | None, redactor: Redactor, *, skip_fastapi: bool = False
 ) -> list[Any]:
     disabled = _disabled_instrumentations()
     if skip_fastapi:
@@ -212,25 +214,54 @@ def _instrument(
     done: list[Any] = []
     if tracer_provider is None or "*" in disabled:
         return done
-    hook_kwargs = instrument_kwargs(settings, redactor)
+    hook_kwargs = instrument_kwargs(runtime.settings, redactor)
     for name, library, module_name, class_name in _INSTRUMENTATIONS:
         if name in disabled or importlib.util.find_spec(library) is None:
-            continue
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            continue  # the optional instrumentation package is not installed
-        instrumentor = getattr(module, class_name)()
-        if instrumentor.is_instrumented_by_opentelemetry:
             continue
         kwargs: dict[str, Any] = {"tracer_provider": tracer_provider, **hook_kwargs.get(name, {})}
         if name == "fastapi":
             # The per-message "http send"/"http receive" spans double the span work per request
             # and say nothing the server span does not.
             kwargs["exclude_spans"] = ["receive", "send"]
-        instrumentor.instrument(**kwargs)
-        done.append(instrumentor)
+        if name in _ON_IMPORT and library not in sys.modules:
+            # Instrumenting imports the framework: wait until the app does (start-up time).
+            wrapt.register_post_import_hook(
+                functools.partial(_instrument_later, runtime, module_name, class_name, kwargs), library
+            )
+            continue
+        instrumentor = _apply(module_name, class_name, kwargs)
+        if instrumentor is not None:
+            done.append(instrumentor)
     return done
+
+
+_ON_IMPORT = frozenset({"flask"})
+"""Instrumentations applied when the app imports the framework (importing Flask costs ~70 ms)."""
+
+
+def _apply(module_name: str, class_name: str, kwargs: dict[str, Any]) -> Any:
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        return None  # the optional instrumentation package is not installed
+    instrumentor = getattr(module, class_name)()
+    if instrumentor.is_instrumented_by_opentelemetry:
+        return None
+    instrumentor.instrument(**kwargs)
+    return instrumentor
+
+
+def _instrument_later(runtime: _Runtime, module_name: str, class_name: str, kwargs: dict[str, Any], _: Any) -> None:
+    with _lock:
+        if _runtime is not runtime or runtime.shut_down:
+            return  # configured again (tests) or shut down since the hook was registered
+        try:
+            instrumentor = _apply(module_name, class_name, kwargs)
+        except Exception as exc:  # noqa: BLE001 - instrumentation must not break the app's import
+            _report("warning", "instrumentation failed", {"instrumentation": module_name, "error": repr(exc)})
+            return
+        if instrumentor is not None:
+            runtime.instrumentors.append(instrumentor)
 
 
 # -- shutdown -----------------------------------------------------------------------------------

@@ -185,3 +185,24 @@ def test_install_imports_no_framework() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
+
+
+def test_configure_imports_flask_only_when_the_app_does() -> None:
+    """configure() leaves Flask unimported; the app's import brings the Flask instrumentation (server span)."""
+    code = (
+        "import io, sys\n"
+        "from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter\n"
+        "import otel_logkit\n"
+        "spans = InMemorySpanExporter()\n"
+        "otel_logkit.configure(stream=io.StringIO(), span_exporter=spans, env='test', logs_exporter='none')\n"
+        "assert 'flask' not in sys.modules, 'flask imported by configure()'\n"
+        "from flask import Flask\n"
+        "app = Flask('t')\n"
+        "app.add_url_rule('/x/<int:n>', 'x', lambda n: 'ok')\n"
+        "assert app.test_client().get('/x/1').status_code == 200\n"
+        "[span] = spans.get_finished_spans()\n"
+        "assert span.name == 'GET /x/<int:n>', span.name\n"
+        "assert span.instrumentation_scope.name == 'opentelemetry.instrumentation.flask'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
