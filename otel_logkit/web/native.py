@@ -13,6 +13,8 @@ Options set, each overridden by the app's own ``FastAPI(telemetry={...})``:
 
 - ``operation_spans``: off. One span per request, like the contrib path without its internal
   send/receive spans; the access line and the server span carry what a request did.
+- ``logs``: off. otel-logkit writes and exports the unhandled-exception line itself; FastAPI's
+  own records would repeat it wherever a global ``LoggerProvider`` is set.
 - ``exclude``: requests whose URL matches ``OTEL_PYTHON_FASTAPI_EXCLUDED_URLS`` or
   ``OTEL_PYTHON_EXCLUDED_URLS`` (the contrib instrumentation's variables) get no span.
 - ``tracing``: off when ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS`` names ``fastapi``.
@@ -73,7 +75,7 @@ def telemetry_defaults(environ: Mapping[str, str] = os.environ) -> dict[str, Any
     Args:
         environ: where the disabled instrumentations and excluded URLs are read.
     """
-    defaults: dict[str, Any] = {"operation_spans": OPERATION_SPANS}
+    defaults: dict[str, Any] = {"operation_spans": OPERATION_SPANS, "logs": False}
     disabled = {part.strip() for part in environ.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "").split(",")}
     if disabled & {"fastapi", "*"}:
         defaults["tracing"] = False
