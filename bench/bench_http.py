@@ -12,8 +12,10 @@ goes to /dev/null. The official path uses ``opentelemetry-distro`` (installed on
 ``~/.cache/otel-logkit-bench``, never into the project's environment, so that
 ``opentelemetry-instrument`` keeps finding otel-logkit's distro for everyone else).
 
-Run: ``.venv/bin/python bench/bench_http.py [--seconds 5] [--rounds 3] [--connections 16] [--ablations]``;
-``--ablations`` adds otel-logkit runs with the OTLP log and/or span export off (where the time goes).
+Run: ``.venv/bin/python bench/bench_http.py [--seconds 5] [--rounds 3] [--connections 16] [--ablations]
+[--skip-official]``;
+``--ablations`` adds otel-logkit runs with the OTLP log and/or span export off (where the time goes)
+and one with 10 % of traces sampled (``OTEL_TRACES_SAMPLER=parentbased_traceidratio``).
 This is a benchmark, not a test: it prints numbers and asserts nothing.
 """
 
@@ -160,6 +162,11 @@ def variants(gateway: str, sink: str, *, ablations: bool = False) -> list[Varian
                 logkit_prefix,
                 {**logkit, "OTEL_LOGS_EXPORTER": "none", "OTEL_TRACES_EXPORTER": "none"},
             ),
+            Variant(
+                "  logkit, 10% sampled",
+                logkit_prefix,
+                {**logkit, "OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"},
+            ),
         ]
     return result
 
@@ -233,7 +240,7 @@ def main() -> None:
     parser.add_argument("--skip-official", action="store_true", help="leave opentelemetry-instrument out")
     args = parser.parse_args()
     ensure_official_distro()
-    budget = args.rounds * (6 if args.ablations else 3) * (2 * args.seconds + 15) + 60
+    budget = args.rounds * (7 if args.ablations else 3) * (2 * args.seconds + 15) + 60
     gateway_port, sink_port = free_port(), free_port()
     helpers = [
         subprocess.Popen([sys.executable, __file__, "--gateway", str(gateway_port), str(budget)]),
