@@ -49,12 +49,21 @@ def add_logger_name(logger: WrappedLogger, method_name: str, event_dict: EventDi
     return event_dict
 
 
+# The ids of the last span seen, formatted: the lines of one request share its span. One tuple,
+# replaced whole, so threads never see a context paired with another span's ids.
+_last_ids: tuple[object, str, str] = (None, "", "")
+
+
 def add_trace_context(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
     """Add ``trace_id`` and ``span_id`` of the active span; add nothing outside a valid span."""
+    global _last_ids  # noqa: PLW0603 - a one-entry cache
     context = trace.get_current_span().get_span_context()
     if context.is_valid:
-        event_dict.setdefault("trace_id", f"{context.trace_id:032x}")
-        event_dict.setdefault("span_id", f"{context.span_id:016x}")
+        last = _last_ids
+        if last[0] is not context:
+            last = _last_ids = (context, f"{context.trace_id:032x}", f"{context.span_id:016x}")
+        event_dict.setdefault("trace_id", last[1])
+        event_dict.setdefault("span_id", last[2])
         if context.trace_flags.sampled:
             event_dict.setdefault("_logkit_sampled", True)
     return event_dict

@@ -50,12 +50,12 @@ class Detector:
         return self.mask if isinstance(self.mask, str) else self.mask(text)
 
 
-def digits_of(text: str) -> str:
-    """Keep only the ASCII digits of ``text``."""
-    return "".join(ch for ch in text if "0" <= ch <= "9")
-
-
 _NON_DIGITS = bytes(i for i in range(256) if not 48 <= i <= 57)
+
+
+def digits_of(text: str) -> str:
+    """Keep only the ASCII digits of ``text`` (UTF-8 multi-byte sequences hold no ASCII bytes)."""
+    return text.encode("utf-8", "surrogatepass").translate(None, _NON_DIGITS).decode("ascii")
 
 
 def count_digits(text: str) -> int:

@@ -35,7 +35,20 @@ if TYPE_CHECKING:
 _MIN_SECRET_LEN = 6  # the shortest value a detector can match ("a@b.io")
 _SAFE, _NORMAL = KeyKind.SAFE, KeyKind.NORMAL
 # structlog internals that must keep their types for later processors.
-_EVENT_PASSTHROUGH = frozenset({"exc_info", "stack_info", "_record", "_from_structlog", "positional_args"})
+# structlog's and stdlib's bookkeeping, and otel-logkit's private keys (the timestamp in ns, the
+# sampled flag): never secrets, never rendered; a 19-digit timestamp would be checked as a card.
+_EVENT_PASSTHROUGH = frozenset(
+    {
+        "exc_info",
+        "stack_info",
+        "_record",
+        "_from_structlog",
+        "positional_args",
+        "_logkit_ns",
+        "_logkit_sampled",
+        "_logkit_no_export",
+    }
+)
 _KEY_CACHE_MAX = 4096
 _CARD_INT_MIN = 10**12
 _CLEAN_CACHE_MAX = 4096

@@ -384,3 +384,29 @@ def test_from_settings_reads_keys_and_summary_size() -> None:
     redactor = Redactor.from_settings(settings)
     assert redactor.redact_event({"tax_id": "123"}) == {"tax_id": REDACTED}
     assert redactor.max_bytes == 32
+
+
+def test_private_keys_pass_untouched(redactor: Redactor) -> None:
+    """otel-logkit's private keys (timestamp in ns, flags) are never scanned or masked."""
+    event = {"_logkit_ns": 4242424242424242, "_logkit_sampled": True, "note": "4242 4242 4242 4242"}
+    redacted = redactor.redact_event(dict(event))
+    assert 4242424242424242 == redacted["_logkit_ns"]
+    assert redacted["_logkit_sampled"] is True
+    assert "4242 4242 4242 4242" != redacted["note"]
+
+
+@pytest.mark.parametrize(
+    ("text", "digits"),
+    [
+        ("4242-4242 4242", "424242424242"),
+        ("", ""),
+        ("ab\u0661\u0662c9", "9"),  # Arabic-Indic digits
+        ("\udc80 7", "7"),  # a lone surrogate
+        ("\uff10\uff112", "2"),  # full-width digits
+    ],
+)
+def test_digits_of_keeps_ascii_digits_only(text: str, digits: str) -> None:
+    """Non-ASCII digits and lone surrogates never count as card digits."""
+    from otel_logkit.redact.detectors import digits_of
+
+    assert digits == digits_of(text)
