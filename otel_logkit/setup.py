@@ -125,8 +125,10 @@ def configure(
             # FastAPI releases that trace requests themselves get their own server span, not the
             # contrib middleware's (much cheaper per request; see otel_logkit.web.native).
             native = runtime.tracer_provider is not None and native_fastapi.available()
-            runtime.instrumentors = _instrument(runtime, runtime.tracer_provider, redactor, skip_fastapi=native)
-            web.install(settings, redactor, native_fastapi.telemetry_defaults() if native else None)
+            disabled = _disabled_instrumentations()
+            runtime.instrumentors = _instrument(runtime, redactor, disabled | {"fastapi"} if native else disabled)
+            fastapi_defaults = native_fastapi.telemetry_defaults(tracing=not disabled & {"fastapi", "*"})
+            web.install(settings, redactor, fastapi_defaults if native else None)
         _install_shutdown(runtime)
         return settings
 
@@ -205,12 +207,8 @@ def _disabled_instrumentations() -> set[str]:
     return {part.strip() for part in value.split(",") if part.strip()}
 
 
-def _instrument(
-    runtime: _Runtime, tracer_provider: TracerProvider | None, redactor: Redactor, *, skip_fastapi: bool = False
-) -> list[Any]:
-    disabled = _disabled_instrumentations()
-    if skip_fastapi:
-        disabled.add("fastapi")
+def _instrument(runtime: _Runtime, redactor: Redactor, disabled: set[str]) -> list[Any]:
+    tracer_provider = runtime.tracer_provider
     done: list[Any] = []
     if tracer_provider is None or "*" in disabled:
         return done

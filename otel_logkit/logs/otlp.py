@@ -235,10 +235,10 @@ class LogExportQueue:
             self._wake.clear()
             # Full batches go at once; a partial one waits for the schedule delay (or a flush):
             # exporting whatever has trickled in would mean many tiny, costly exports under load.
-            everything = self._flush_requested or self._shutdown
+            due = time.monotonic() >= last_export + self._schedule_delay
+            everything = due or self._flush_requested or self._shutdown
             self._flush_requested = False
-            if everything or time.monotonic() >= last_export + self._schedule_delay:
-                everything = True
+            if everything:
                 last_export = time.monotonic()
             self._drain(everything)
             self._maybe_report_drops()

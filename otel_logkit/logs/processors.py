@@ -33,6 +33,9 @@ _LEVELS: dict[str, str] = {
 NS_KEY = "_logkit_ns"
 """Private event-dict key carrying the timestamp in nanoseconds from the stamper to the exporter."""
 
+PRIVATE_KEYS = frozenset({NS_KEY, "_logkit_sampled", "_logkit_no_export"})
+"""otel-logkit's own event-dict keys: bookkeeping between processors, never rendered."""
+
 
 def add_log_level(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
     """Add ``level`` as the upper-case level name (``INFO``, ``WARNING``, ...)."""
@@ -91,7 +94,7 @@ rename_event_to_message = structlog.processors.EventRenamer("message")
 def drop_private_keys(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
     """Remove otel-logkit's private keys and structlog's stdlib bookkeeping before rendering."""
     # uvicorn passes a copy of each message with ANSI colour codes as extra={"color_message": ...}.
-    for key in (NS_KEY, "_logkit_sampled", "_logkit_no_export", "_record", "_from_structlog", "color_message"):
+    for key in (*PRIVATE_KEYS, "_record", "_from_structlog", "color_message"):
         event_dict.pop(key, None)
     return event_dict
 

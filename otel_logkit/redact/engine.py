@@ -13,6 +13,7 @@ import json
 from collections.abc import Iterable, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
 
+from otel_logkit.logs.processors import PRIVATE_KEYS
 from otel_logkit.redact import bodies
 from otel_logkit.redact.bodies import cut_for_scan, truncate_bytes
 from otel_logkit.redact.detectors import (
@@ -34,20 +35,11 @@ if TYPE_CHECKING:
 
 _MIN_SECRET_LEN = 6  # the shortest value a detector can match ("a@b.io")
 _SAFE, _NORMAL = KeyKind.SAFE, KeyKind.NORMAL
-# structlog internals that must keep their types for later processors.
-# structlog's and stdlib's bookkeeping, and otel-logkit's private keys (the timestamp in ns, the
-# sampled flag): never secrets, never rendered; a 19-digit timestamp would be checked as a card.
-_EVENT_PASSTHROUGH = frozenset(
-    {
-        "exc_info",
-        "stack_info",
-        "_record",
-        "_from_structlog",
-        "positional_args",
-        "_logkit_ns",
-        "_logkit_sampled",
-        "_logkit_no_export",
-    }
+# structlog's and stdlib's bookkeeping (which later processors need with their types), and
+# otel-logkit's private keys: never secrets, never rendered (a 19-digit ns timestamp would be
+# checked as a card number on every line).
+_EVENT_PASSTHROUGH = (
+    frozenset({"exc_info", "stack_info", "_record", "_from_structlog", "positional_args"}) | PRIVATE_KEYS
 )
 _KEY_CACHE_MAX = 4096
 _CARD_INT_MIN = 10**12

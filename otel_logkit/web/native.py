@@ -17,7 +17,8 @@ Options set, each overridden by the app's own ``FastAPI(telemetry={...})``:
   own records would repeat it wherever a global ``LoggerProvider`` is set.
 - ``exclude``: requests whose URL matches ``OTEL_PYTHON_FASTAPI_EXCLUDED_URLS`` or
   ``OTEL_PYTHON_EXCLUDED_URLS`` (the contrib instrumentation's variables) get no span.
-- ``tracing``: off when ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS`` names ``fastapi``.
+- ``tracing``: off when ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS`` names ``fastapi`` (the caller
+  reads that variable).
 """
 
 from __future__ import annotations
@@ -69,15 +70,15 @@ class ExcludedRequests:
             return False
 
 
-def telemetry_defaults(environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
+def telemetry_defaults(environ: Mapping[str, str] = os.environ, *, tracing: bool = True) -> dict[str, Any]:
     """The ``FastAPI(telemetry=...)`` options otel-logkit sets (the app's own ones win).
 
     Args:
-        environ: where the disabled instrumentations and excluded URLs are read.
+        environ: where the excluded URLs are read.
+        tracing: ``False`` when the FastAPI instrumentation is disabled.
     """
     defaults: dict[str, Any] = {"operation_spans": OPERATION_SPANS, "logs": False}
-    disabled = {part.strip() for part in environ.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "").split(",")}
-    if disabled & {"fastapi", "*"}:
+    if not tracing:
         defaults["tracing"] = False
     # The contrib instrumentation's precedence: the FastAPI-specific variable, else the generic one.
     patterns = environ.get("OTEL_PYTHON_FASTAPI_EXCLUDED_URLS", environ.get("OTEL_PYTHON_EXCLUDED_URLS", ""))

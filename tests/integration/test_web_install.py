@@ -171,6 +171,11 @@ def test_uninstall_restores_the_classes(logkit: Captured) -> None:
     assert not hasattr(Flask.__call__, "__otel_logkit_original__")
 
 
+def run_fresh(code: str) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter (nothing imported yet), bounded to 60 s."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+
+
 def test_install_imports_no_framework() -> None:
     """install() imports neither Starlette nor Flask; each is patched when the app imports it."""
     code = (
@@ -183,7 +188,7 @@ def test_install_imports_no_framework() -> None:
         "assert hasattr(Starlette.__call__, '__otel_logkit_original__'), 'not patched'\n"
         "assert 'flask' not in sys.modules\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    result = run_fresh(code)
     assert result.returncode == 0, result.stderr
 
 
@@ -204,5 +209,5 @@ def test_configure_imports_flask_only_when_the_app_does() -> None:
         "assert span.name == 'GET /x/<int:n>', span.name\n"
         "assert span.instrumentation_scope.name == 'opentelemetry.instrumentation.flask'\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    result = run_fresh(code)
     assert result.returncode == 0, result.stderr

@@ -139,7 +139,7 @@ def test_excluded_requests_match_path_or_url() -> None:
 def test_defaults_follow_the_environment() -> None:
     """Operation spans and FastAPI's log records off; tracing off when disabled; exclude only with patterns."""
     assert {"operation_spans": False, "logs": False} == native.telemetry_defaults({})
-    assert native.telemetry_defaults({"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "requests, fastapi"})["tracing"] is False
+    assert native.telemetry_defaults({}, tracing=False)["tracing"] is False
     assert "exclude" in native.telemetry_defaults({"OTEL_PYTHON_FASTAPI_EXCLUDED_URLS": "ping"})
     assert "exclude" not in native.telemetry_defaults({"OTEL_PYTHON_EXCLUDED_URLS": " "})
 
