@@ -16,7 +16,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext
 
 from otel_logkit import attributes, context
 from otel_logkit.config import Settings
-from otel_logkit.web import _failsafe
+from otel_logkit import _failsafe
 from otel_logkit.web.body import BodyCapture, BodySummarizer
 
 ACCESS_LOGGER = "otel_logkit.access"

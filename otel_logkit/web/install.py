@@ -30,7 +30,7 @@ from typing import Any
 import wrapt
 
 from otel_logkit.config import Settings
-from otel_logkit.web import _failsafe
+from otel_logkit import _failsafe
 from otel_logkit.web._core import was_logged
 from otel_logkit.web.asgi import RequestContextMiddleware, SpanProbe
 from otel_logkit.web.body import BodySummarizer

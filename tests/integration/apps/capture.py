@@ -12,7 +12,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import otel_logkit
 from otel_logkit import setup, web
-from otel_logkit.web import _failsafe
+from otel_logkit import _failsafe
 
 
 @dataclass
