@@ -196,10 +196,15 @@ class LogExportQueue:
 
     def __call__(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
         """Act as a structlog processor: queue the event for export and pass it on."""
-        if not event_dict.get("_logkit_no_export"):
+        if event_dict.pop("_logkit_no_export", None):
+            return event_dict
+        if "level" not in event_dict:
+            # An app's own chain without a level processor: the method name is the level.
+            event_dict = {**event_dict, "level": method_name}
             self.put(event_dict)
-        else:
-            del event_dict["_logkit_no_export"]
+            del event_dict["level"]
+            return event_dict
+        self.put(event_dict)
         return event_dict
 
     @property

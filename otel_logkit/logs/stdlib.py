@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import logging
 import logging.config
 import sys
 import threading
 from collections.abc import Callable
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
+
+if TYPE_CHECKING:
+    from otel_logkit.redact import Redactor
 
 _EXPORT_THREADS = ("otel-logkit", "OtelBatch")
 _SILENCED: set[str] = set()
@@ -101,9 +105,17 @@ class LogkitHandler(logging.Handler):
         level: the minimum level.
     """
 
-    def __init__(self, writer: LineWriter, pre_chain: list[Processor], processors: list[Processor], level: int) -> None:
+    def __init__(
+        self,
+        writer: LineWriter,
+        pre_chain: list[Processor],
+        processors: list[Processor],
+        level: int,
+        redactor: Redactor | None = None,
+    ) -> None:
         super().__init__(level)
         self.writer = writer
+        self.redactor = redactor
         self.setFormatter(
             structlog.stdlib.ProcessorFormatter(
                 foreign_pre_chain=pre_chain,
@@ -122,11 +134,29 @@ class LogkitHandler(logging.Handler):
         ):
             return  # the exporters' own HTTP plumbing (urllib3, grpc): noise, and a feedback loop
         try:
-            self.writer.write(self.format(record))
+            line = self.format(record)
         except RecursionError:
             raise
-        except Exception:  # noqa: BLE001 - logging must never break the caller
-            self.handleError(record)
+        except Exception as exc:  # noqa: BLE001 - logging must never break the caller
+            line = self._fallback(record, exc)
+        self.writer.write(line)
+
+    def _fallback(self, record: logging.LogRecord, error: Exception) -> str:
+        """The line for a record that could not be formatted (bad %-args, a raising ``__str__``)."""
+        from otel_logkit import _failsafe
+        from otel_logkit.logs.chain import fallback_event
+
+        with contextlib.suppress(Exception):
+            _failsafe.report("log record formatting", error)
+        try:
+            message: Any = record.msg if isinstance(record.msg, str) else repr(record.msg)
+        except Exception:  # noqa: BLE001
+            message = "<unrepresentable message>"
+        event = {"message": message, "logger": record.name, "args": repr(record.args)[:4096]}
+        try:
+            return json.dumps(fallback_event(event, record.levelname.lower(), error, self.redactor), ensure_ascii=True)
+        except Exception:  # noqa: BLE001 - the last resort names only the logger
+            return json.dumps({"level": record.levelname, "logger": record.name, "message": "[line withheld]"})
 
     def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - stdlib name
         """Report the first failure on stderr; stay silent afterwards."""

@@ -5,18 +5,16 @@ from __future__ import annotations
 import contextlib
 import re
 import time
-from collections.abc import Mapping
 from contextvars import Token
-from typing import Any
+from typing import Any, TypeAlias
 
 import structlog
 from opentelemetry import baggage, trace
 from opentelemetry import context as otel_context
 from opentelemetry.trace import NonRecordingSpan, SpanContext
 
-from otel_logkit import attributes, context
+from otel_logkit import _failsafe, attributes, context
 from otel_logkit.config import Settings
-from otel_logkit import _failsafe
 from otel_logkit.web.body import BodyCapture, BodySummarizer
 
 ACCESS_LOGGER = "otel_logkit.access"
@@ -212,19 +210,17 @@ class _SpanScope:
             otel_context.detach(self._token)
 
 
-Bound = tuple["Token[str | None]", "Mapping[str, Token[Any]]"]
+Bound: TypeAlias = "Token[str | None]"
 
 
 def bind_request_id(request_id: str) -> Bound:
-    """Set the request id in :mod:`otel_logkit.context` and structlog's contextvars."""
-    return context.request_id.set(request_id), structlog.contextvars.bind_contextvars(request_id=request_id)
+    """Set the request id in :mod:`otel_logkit.context`, the one place every line reads it from."""
+    return context.request_id.set(request_id)
 
 
 def unbind_request_id(bound: Bound) -> None:
     """Undo :func:`bind_request_id` (contained: a failure here must not replace the app's outcome)."""
-    token, structlog_tokens = bound
     try:
-        structlog.contextvars.reset_contextvars(**structlog_tokens)
-        context.request_id.reset(token)
+        context.request_id.reset(bound)
     except Exception as exc:  # noqa: BLE001 - telemetry must not reach the app
         _failsafe.report("request id reset", exc)

@@ -141,9 +141,14 @@ EVENT_CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
     ("value_in_message", {"event": "paid by jane@x.io"}, {"event": "paid by ***@x.io"}),
     ("card_int", {"ref": 4242424242424242}, {"ref": "****4242"}),
     (
-        "safe_keys_untouched",
-        {"order_id": "4242424242424242", "request_id": "a@b.io", "amount": 4242424242424242},
-        {"order_id": "4242424242424242", "request_id": "a@b.io", "amount": 4242424242424242},
+        "safe_keys_of_their_shape_untouched",
+        {"order_id": "ord_8f3a91", "request_id": "7f9c2ba4e88f827d616045507605853e", "amount": 4242424242424242},
+        {"order_id": "ord_8f3a91", "request_id": "7f9c2ba4e88f827d616045507605853e", "amount": 4242424242424242},
+    ),
+    (
+        "safe_keys_value_scanned_when_not_their_shape",
+        {"order_id": "4242424242424242", "request_id": "a@b.io", "host": "4111111111111111", "path": "/u/jo@x.io/reset"},
+        {"order_id": "****4242", "request_id": "***@b.io", "host": "****1111", "path": "/u/***@x.io/reset"},
     ),
     ("json_string", {"body": '{"cvc": "123", "n": 1}'}, {"body": f'{{"cvc":"{REDACTED}","n":1}}'}),
     (
