@@ -37,6 +37,7 @@ class RequestState:
         "body",
         "client_ip",
         "excluded",
+        "client_gone",
         "finished",
         "inner_token",
         "logged_exc",
@@ -77,6 +78,7 @@ class RequestState:
         self.span_context: SpanContext | None = None
         self.logged_exc: BaseException | None = None
         self.finished = False
+        self.client_gone = False
         self.inner_token: Token[otel_context.Context] | None = None
 
 
@@ -152,7 +154,11 @@ class RequestLogging:
         if state.excluded:
             return
         try:
-            status = state.status_code if state.status_code is not None else 500
+            status = state.status_code
+            if status is None:
+                # No response started: the client left (cancelled, disconnected) - nginx's 499,
+                # normal traffic - or the app returned none and the server answers 500 itself.
+                status = CLIENT_CLOSED_REQUEST if state.client_gone and state.logged_exc is None else 500
             fields: dict[str, Any] = {
                 "method": state.method,
                 "route": state.route,
@@ -177,6 +183,8 @@ class RequestLogging:
             _failsafe.report("access line", exc)
 
 
+CLIENT_CLOSED_REQUEST = 499
+"""``status_code`` of the access line when the client left before any response started (as nginx)."""
 _LOGGED_MARK = "__otel_logkit_logged__"
 
 

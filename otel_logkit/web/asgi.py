@@ -72,6 +72,8 @@ class RequestContextMiddleware:
         except BaseException as exc:
             if isinstance(exc, Exception):
                 self._logging.log_error(state, exc)
+            else:
+                state.client_gone = True  # cancelled: the server gave up on a client that left
             self._finish(state, scope, complete=False)
             raise
         else:
@@ -113,7 +115,9 @@ class RequestContextMiddleware:
     def _receive(self, state: RequestState, receive: Receive) -> Receive:
         async def receive_wrapper() -> Message:
             message = await receive()
-            if message["type"] == "http.request":
+            if message["type"] == "http.disconnect":
+                state.client_gone = True
+            elif message["type"] == "http.request":
                 try:
                     state.body.feed(message.get("body", b""))
                 except Exception as exc:  # noqa: BLE001 - telemetry must not reach the app
