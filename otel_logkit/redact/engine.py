@@ -45,6 +45,10 @@ _SAFE, _NORMAL = KeyKind.SAFE, KeyKind.NORMAL
 _EVENT_PASSTHROUGH = (
     frozenset({"exc_info", "stack_info", "_record", "_from_structlog", "positional_args"}) | PRIVATE_KEYS
 )
+# structlog's flags: passed through while they are flags (True, an exc_info tuple), scanned as
+# data otherwise (``stack_info="..."`` is rendered as it is).
+_FLAG_KEYS = frozenset({"exc_info", "stack_info"})
+_FLAG_TYPES = frozenset({bool, type(None), tuple})
 _KEY_CACHE_MAX = 4096
 _CARD_INT_MIN = 10**12
 _CLEAN_CACHE_MAX = 4096
@@ -152,7 +156,7 @@ class Redactor:
         clean = self._clean
         changes: list[tuple[Any, Any]] = []
         for key, value in event_dict.items():
-            if key in _EVENT_PASSTHROUGH:
+            if key in _EVENT_PASSTHROUGH and (key not in _FLAG_KEYS or type(value) in _FLAG_TYPES):
                 continue
             kind = kinds.get(key)
             if kind is None:

@@ -220,7 +220,7 @@ def has_promised_shape(key: str, value: str) -> bool:
     """Whether ``value`` has the shape the allow-listed ``key`` promises (then it is left alone).
 
     Ids must look like ids: a UUID or hex id, or a token of letters, digits and ``_.:-`` with no
-    run of 13 digits (the shortest card number). Keys with no promised shape (``path``,
+    run of 13 digits (the shortest card number) and no JWT. Keys with no promised shape (``path``,
     ``host``, ``name``, ...) always have their values searched.
     """
     lowered = key.lower()
@@ -230,5 +230,9 @@ def has_promised_shape(key: str, value: str) -> bool:
     if lowered in ("request_id", "correlation_id") or _looks_like_id(_key_parts(key)[-1]):
         if _UUID.fullmatch(value):
             return True
-        return _TOKEN.fullmatch(value) is not None and _LONG_DIGIT_RUN.search(value) is None
+        return (
+            _TOKEN.fullmatch(value) is not None
+            and _LONG_DIGIT_RUN.search(value) is None
+            and "eyJ" not in value  # a JWT is made of the same characters
+        )
     return False
