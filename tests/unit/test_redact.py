@@ -415,3 +415,18 @@ def test_digits_of_keeps_ascii_digits_only(text: str, digits: str) -> None:
     from otel_logkit.redact.detectors import digits_of
 
     assert digits == digits_of(text)
+
+
+def test_attribute_cache_keeps_each_value_type() -> None:
+    """``1``, ``True`` and ``1.0`` are equal as dict keys; each keeps its own type through the cache."""
+    redactor = Redactor()
+    results = [redactor.redact_attributes({"retries": value})["retries"] for value in (1, True, 1.0, True, 1)]
+    assert [int, bool, float, bool, int] == [type(value) for value in results]
+
+
+def test_private_event_keys_are_not_safe_in_nested_data() -> None:
+    """A body key named like a private event key is redacted as data after the first log line."""
+    redactor = Redactor()
+    redactor.redact_event({"_record": object(), "stack_info": True, "event": "x"})
+    nested = redactor.redact_value({"_record": "card 4242424242424242", "stack_info": "jo@x.io"})
+    assert {"_record": "card ****4242", "stack_info": "***@x.io"} == nested
