@@ -27,8 +27,10 @@ if TYPE_CHECKING:
 
 _EXPORT_THREADS = ("otel-logkit", "OtelBatch")
 _SILENCED: set[str] = set()
+_CONSOLE_FILTERS: list[logging.Filter] = []
 _PATCHED: dict[str, Callable[..., Any]] = {}
 _HANDLER: LogkitHandler | None = None
+_ROOT_LEVEL: dict[str, int] = {}  # "set": the level otel-logkit gave root, "before": the app's
 
 
 class LineWriter:
@@ -116,6 +118,7 @@ class LogkitHandler(logging.Handler):
         super().__init__(level)
         self.writer = writer
         self.redactor = redactor
+        self._root_handlers_seen = 0
         self.setFormatter(
             structlog.stdlib.ProcessorFormatter(
                 foreign_pre_chain=pre_chain,
@@ -125,14 +128,37 @@ class LogkitHandler(logging.Handler):
         )
         self._failed = False
 
-    def emit(self, record: logging.LogRecord) -> None:
-        """Format and write one record; a formatting failure is reported once, not raised."""
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Drop, from otel-logkit's console only, what it replaces or what would loop.
+
+        Silenced loggers (uvicorn's access logger: the access line replaces it) and records
+        refused by a console filter (a server's duplicate of an error line otel-logkit already
+        wrote) are dropped here, on this handler, never on the logger: the app's own handlers
+        (files, mail, Sentry) still receive every record.
+        """
         if (
             record.threadName
             and record.threadName.startswith(_EXPORT_THREADS)
             and not record.name.startswith("otel_logkit")
         ):
-            return  # the exporters' own HTTP plumbing (urllib3, grpc): noise, and a feedback loop
+            return False  # the exporters' own HTTP plumbing (urllib3, grpc): noise, and a feedback loop
+        if "set" in _ROOT_LEVEL:
+            handlers = logging.root.handlers
+            if len(handlers) != self._root_handlers_seen:
+                # A handler the app added to root after us (it runs after us, so it is guarded
+                # before it sees this record).
+                self._root_handlers_seen = len(handlers)
+                guard_root_handlers(self)
+        name = record.name
+        if _SILENCED and (name in _SILENCED or name.rpartition(".")[0] in _SILENCED):
+            return False
+        for console_filter in _CONSOLE_FILTERS:
+            if not console_filter.filter(record):
+                return False
+        return super().filter(record) is not False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Format and write one record; a formatting failure is reported once, not raised."""
         try:
             line = self.format(record)
         except RecursionError:
@@ -168,9 +194,37 @@ class LogkitHandler(logging.Handler):
 
 
 def silence_logger(name: str) -> None:
-    """Keep logger ``name`` silent, also after uvicorn or the app reconfigure logging."""
+    """Keep logger ``name`` off otel-logkit's console (its other handlers still get its records)."""
     _SILENCED.add(name)
-    logging.getLogger(name).disabled = True
+
+
+def add_console_filter(console_filter: logging.Filter) -> None:
+    """Apply ``console_filter`` to otel-logkit's console only (once per filter class)."""
+    if not any(type(existing) is type(console_filter) for existing in _CONSOLE_FILTERS):
+        _CONSOLE_FILTERS.append(console_filter)
+
+
+class _BelowAppRootLevel(logging.Filter):
+    """On the app's own root handlers: what root let through before otel-logkit lowered its level."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Keep the record if root's level is the app's again, or the record reached the app's old level."""
+        lowered = _ROOT_LEVEL.get("set")
+        if lowered is None or logging.getLogger().level != lowered:
+            return True
+        return record.levelno >= _ROOT_LEVEL["before"]
+
+
+_APP_ROOT_FILTER = _BelowAppRootLevel()
+
+
+def guard_root_handlers(handler: logging.Handler) -> None:
+    """Give the app's own root handlers the filter that keeps them at the app's former root level."""
+    if "set" not in _ROOT_LEVEL:
+        return
+    for existing in logging.root.handlers:
+        if existing is not handler and _APP_ROOT_FILTER not in existing.filters:
+            existing.addFilter(_APP_ROOT_FILTER)
 
 
 def _is_console(handler: logging.Handler) -> bool:
@@ -193,6 +247,7 @@ def reclaim_console() -> None:
             root.removeHandler(existing)
     if handler not in root.handlers:
         root.addHandler(handler)
+    guard_root_handlers(handler)
     for logger in list(logging.Logger.manager.loggerDict.values()):
         if not isinstance(logger, logging.Logger):
             continue
@@ -203,8 +258,6 @@ def reclaim_console() -> None:
                 removed = True
         if removed and not logger.propagate and handler not in logger.handlers:
             logger.addHandler(handler)
-    for name in _SILENCED:
-        logging.getLogger(name).disabled = True
 
 
 def _after(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -223,7 +276,11 @@ def install(handler: LogkitHandler, level: int) -> None:
     global _HANDLER  # noqa: PLW0603 - one console per process
     _HANDLER = handler
     root = logging.getLogger()
-    root.setLevel(level)
+    if root.level == logging.WARNING and level < logging.WARNING:
+        # Root at its default: lower it so LOGKIT_LOG_LEVEL governs the console, and keep the
+        # app's own root handlers at what root let through before. A level the app set is its own.
+        _ROOT_LEVEL.update(set=level, before=root.level)
+        root.setLevel(level)
     if not _PATCHED:
         for module, name in (
             (logging.config, "dictConfig"),
@@ -248,9 +305,15 @@ def uninstall() -> None:
     for name, original in _PATCHED.items():
         setattr(logging.config if name != "basicConfig" else logging, name, original)
     _PATCHED.clear()
-    for name in _SILENCED:
-        logging.getLogger(name).disabled = False
     _SILENCED.clear()
+    _CONSOLE_FILTERS.clear()
+    lowered = _ROOT_LEVEL.pop("set", None)
+    before = _ROOT_LEVEL.pop("before", None)
+    root = logging.getLogger()
+    if lowered is not None and before is not None and root.level == lowered:
+        root.setLevel(before)
+    for existing in root.handlers:
+        existing.removeFilter(_APP_ROOT_FILTER)
     logging.getLogger("opentelemetry.exporter").setLevel(logging.NOTSET)
     logging.getLogger("opentelemetry").setLevel(logging.NOTSET)
     if handler is None:
