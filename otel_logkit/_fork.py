@@ -49,7 +49,7 @@ def renew_http_session(exporter: Any) -> None:
     new.cert = old.cert
     new.auth = old.auth
     new.proxies = dict(old.proxies)
-    transport._session = new  # type: ignore[union-attr] # noqa: SLF001 - the SDK keeps it private
+    transport._session = new  # type: ignore[union-attr]
     with contextlib.suppress(Exception):
         old.close()
 

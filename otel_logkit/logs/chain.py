@@ -58,13 +58,14 @@ class LogLine:
 
     def __call__(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> Any:
         """Run every step; on an internal error, return the fallback line instead of raising."""
+        value: Any = event_dict
         try:
             for step in self._steps:
-                event_dict = step(logger, method_name, event_dict)
+                value = step(logger, method_name, value)
         except Exception as exc:  # noqa: BLE001 - telemetry must not reach the app
             _failsafe.report("log line", exc)
-            return json.dumps(fallback_event(event_dict, method_name, exc, self._redactor), ensure_ascii=True)
-        return event_dict
+            return json.dumps(fallback_event(value, method_name, exc, self._redactor), ensure_ascii=True)
+        return value
 
 
 class AppChainStage:
@@ -106,7 +107,7 @@ class AppChainStage:
         """Enrich, redact and export ``event_dict``; on an internal error, return a safe fallback."""
         try:
             for step in self._steps:
-                event_dict = step(logger, method_name, event_dict)
+                event_dict = step(logger, method_name, event_dict)  # type: ignore[assignment] # enrichers return dicts
             if self._redactor is not None:
                 self._redactor.redact_event(event_dict, stringify=self._stringify)
             if self._log_queue is not None:
@@ -126,7 +127,9 @@ def _stamp_ns(logger: WrappedLogger, method_name: str, event_dict: EventDict) ->
     return event_dict
 
 
-def fallback_event(event_dict: Any, method_name: str, error: BaseException, redactor: Redactor | None) -> dict[str, Any]:
+def fallback_event(
+    event_dict: Any, method_name: str, error: BaseException, redactor: Redactor | None
+) -> dict[str, Any]:
     """The line written when otel-logkit's own processing fails: the raw event as text, redacted."""
     fields: dict[str, Any] = {}
     try:
@@ -134,13 +137,13 @@ def fallback_event(event_dict: Any, method_name: str, error: BaseException, reda
         for key, value in items[:_MAX_FALLBACK_FIELDS]:
             if key in p.PRIVATE_KEYS or key in ("_record", "_from_structlog", "exc_info"):
                 continue
-            text = value if isinstance(value, str) else p._text(value)  # noqa: SLF001 - the module's own helper
-            name = key if isinstance(key, str) else p._text(key)  # noqa: SLF001
+            text = value if isinstance(value, str) else p._text(value)
+            name = key if isinstance(key, str) else p._text(key)
             fields[p.utf8_safe(name)] = p.utf8_safe(text[:_MAX_FALLBACK_VALUE])
     except Exception:  # noqa: BLE001 - a hostile event still gets a line
         fields = {}
     message = fields.pop("message", None) or fields.pop("event", "")
-    level = p._LEVELS.get(method_name) or "INFO"  # noqa: SLF001
+    level = p._LEVELS.get(method_name) or "INFO"
     line: dict[str, Any] = {
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{time.time_ns() // 1_000_000 % 1000:03d}Z",
         "level": level,
@@ -152,7 +155,11 @@ def fallback_event(event_dict: Any, method_name: str, error: BaseException, reda
         try:
             redactor.redact_event(line)
         except Exception:  # noqa: BLE001 - never write what could not be redacted
-            return {**{k: line[k] for k in ("timestamp", "level")}, "message": "[line withheld]", "logkit_error": line["logkit_error"]}
+            return {
+                **{k: line[k] for k in ("timestamp", "level")},
+                "message": "[line withheld]",
+                "logkit_error": line["logkit_error"],
+            }
     return line
 
 
@@ -235,7 +242,7 @@ def _guard_app_configuration(settings: Settings, redactor: Redactor | None, log_
     configure.__doc__ = _ORIGINAL_STRUCTLOG_CONFIGURE.__doc__
     configure.__wrapped__ = _ORIGINAL_STRUCTLOG_CONFIGURE  # type: ignore[attr-defined]
     structlog.configure = configure
-    structlog._config.configure = configure  # type: ignore[assignment] # noqa: SLF001 - configure_once
+    structlog._config.configure = configure  # configure_once
     structlog.testing.configure = configure  # type: ignore[attr-defined] # capture_logs
 
     def formatter_init(self: structlog.stdlib.ProcessorFormatter, *args: Any, **kwargs: Any) -> None:
@@ -283,7 +290,7 @@ def _with_stage(
 def restore_structlog_configure() -> None:
     """Put the original ``structlog.configure`` and ``ProcessorFormatter`` back (tests)."""
     structlog.configure = _ORIGINAL_STRUCTLOG_CONFIGURE
-    structlog._config.configure = _config_configure  # type: ignore[assignment] # noqa: SLF001
+    structlog._config.configure = _config_configure
     structlog.testing.configure = _config_configure  # type: ignore[attr-defined]
     structlog.stdlib.ProcessorFormatter.__init__ = _ORIGINAL_FORMATTER_INIT  # type: ignore[method-assign]
 

@@ -60,7 +60,7 @@ DROP_REPORT_INTERVAL = 10.0
 """Seconds between two WARNING lines reporting records dropped from the export."""
 
 
-def to_attribute(value: Any, depth: int = 0, *, limit: int | None = None) -> Any:
+def to_attribute(value: Any, depth: int = 0, *, limit: int | None = None) -> Any:  # noqa: PLR0911 - one flat dispatch on type
     """Convert a field value to an OTLP attribute value, keeping its type where OTLP has one.
 
     Strings are made valid UTF-8 (lone surrogates escaped: a collector refuses the whole batch

@@ -255,7 +255,7 @@ def utf8_safe(text: str) -> str:
     return text
 
 
-def _safe(value: Any, depth: int = 0) -> Any:  # noqa: PLR0911 - one flat dispatch on type
+def _safe(value: Any, depth: int = 0) -> Any:
     if value is None or isinstance(value, bool | float):
         return value
     if isinstance(value, str):

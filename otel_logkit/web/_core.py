@@ -35,9 +35,9 @@ class RequestState:
 
     __slots__ = (
         "body",
+        "client_gone",
         "client_ip",
         "excluded",
-        "client_gone",
         "finished",
         "inner_token",
         "logged_exc",

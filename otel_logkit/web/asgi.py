@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from otel_logkit.config import Settings
 from otel_logkit import _failsafe
+from otel_logkit.config import Settings
 from otel_logkit.web._core import RequestLogging, RequestState, bind_request_id, unbind_request_id
 from otel_logkit.web.body import BodyCapture, BodySummarizer
 from otel_logkit.web.client_ip import client_ip

@@ -29,8 +29,8 @@ from typing import Any
 
 import wrapt
 
-from otel_logkit.config import Settings
 from otel_logkit import _failsafe
+from otel_logkit.config import Settings
 from otel_logkit.web._core import was_logged
 from otel_logkit.web.asgi import RequestContextMiddleware, SpanProbe
 from otel_logkit.web.body import BodySummarizer
@@ -118,9 +118,7 @@ class WerkzeugAccessFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Keep werkzeug's other lines (start-up, errors)."""
-        return not (
-            record.name == "werkzeug" and isinstance(record.msg, str) and record.msg.endswith('] "%s" %s %s')
-        )
+        return not (record.name == "werkzeug" and isinstance(record.msg, str) and record.msg.endswith('] "%s" %s %s'))
 
 
 def _silence_werkzeug_access() -> None:

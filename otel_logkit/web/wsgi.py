@@ -14,8 +14,8 @@ from typing import Any
 
 from opentelemetry import trace
 
-from otel_logkit.config import Settings
 from otel_logkit import _failsafe
+from otel_logkit.config import Settings
 from otel_logkit.web._core import RequestLogging, RequestState, bind_request_id, unbind_request_id
 from otel_logkit.web.asgi import STATE_KEY
 from otel_logkit.web.body import BodyCapture, BodySummarizer

@@ -12,9 +12,8 @@ from typing import Any
 
 import pytest
 import structlog
-from structlog.testing import capture_logs
-
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from structlog.testing import capture_logs
 
 from otel_logkit import _failsafe
 from otel_logkit.testing import Captured

@@ -80,7 +80,11 @@ def app_configurations(draw: st.DrawFn) -> dict[str, Any]:
     stdlib = draw(st.booleans())
     if stdlib:
         return {
-            "processors": [structlog.stdlib.add_log_level, *middle, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+            "processors": [
+                structlog.stdlib.add_log_level,
+                *middle,
+                structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+            ],
             "logger_factory": structlog.stdlib.LoggerFactory(),
             "wrapper_class": structlog.stdlib.BoundLogger,
         }
@@ -93,7 +97,9 @@ def _leaked(text: str) -> list[str]:
 
 @settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
 @given(config=app_configurations(), events=st.lists(_EVENTS, min_size=1, max_size=3))
-def test_no_secret_leaves_whatever_chain_the_app_configures(config: dict[str, Any], events: list[dict[str, Any]]) -> None:
+def test_no_secret_leaves_whatever_chain_the_app_configures(
+    config: dict[str, Any], events: list[dict[str, Any]]
+) -> None:
     """No planted secret on stdout, in the app's own output or the export; one export per line."""
     with capture(env="test", service="svc", log_level=logging.DEBUG) as captured:
         own = io.StringIO()

@@ -254,7 +254,9 @@ def test_telemetry_failure_is_contained(app: Any, logkit: Captured, monkeypatch:
     assert len(reports) == 1
 
 
-def test_telemetry_failure_surfaces_under_the_test_switch(app: Any, logkit: Captured, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_telemetry_failure_surfaces_under_the_test_switch(
+    app: Any, logkit: Captured, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """With otel-logkit's test switch on, the same failure is re-raised, so bugs cannot hide in tests."""
     monkeypatch.setattr(_failsafe, "raise_errors", True)
 

@@ -147,7 +147,12 @@ EVENT_CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
     ),
     (
         "safe_keys_value_scanned_when_not_their_shape",
-        {"order_id": "4242424242424242", "request_id": "a@b.io", "host": "4111111111111111", "path": "/u/jo@x.io/reset"},
+        {
+            "order_id": "4242424242424242",
+            "request_id": "a@b.io",
+            "host": "4111111111111111",
+            "path": "/u/jo@x.io/reset",
+        },
         {"order_id": "****4242", "request_id": "***@b.io", "host": "****1111", "path": "/u/***@x.io/reset"},
     ),
     ("json_string", {"body": '{"cvc": "123", "n": 1}'}, {"body": f'{{"cvc":"{REDACTED}","n":1}}'}),
