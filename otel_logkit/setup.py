@@ -397,6 +397,11 @@ def current_settings() -> Settings | None:
     return _runtime.settings if _runtime is not None else None
 
 
+def current_redactor() -> Redactor | None:
+    """The process's one redactor, or ``None`` before :func:`configure`."""
+    return _runtime.redactor if _runtime is not None else None
+
+
 def log_queue() -> LogExportQueue | None:
     """The OTLP log export queue in force (counters for doctor and tests)."""
     return _runtime.log_queue if _runtime is not None else None
