@@ -19,6 +19,7 @@ from otel_logkit import environment_variables as ev
 from otel_logkit.config import Settings
 from otel_logkit.exceptions import ConfigError
 
+
 def instrument_main() -> None:
     """``otel-logkit-instrument [opentelemetry-instrument options] COMMAND [ARGS...]``.
 
