@@ -49,7 +49,14 @@ class Prometheus:
         config = {
             "global": {"scrape_interval": f"{SCRAPE_INTERVAL_S}s", "evaluation_interval": f"{SCRAPE_INTERVAL_S}s"},
             "rule_files": [str(RULES)],
-            "scrape_configs": [{"job_name": "otel-logkit-spanmetrics", "static_configs": [{"targets": [self.target]}]}],
+            "scrape_configs": [
+                {
+                    "job_name": "otel-logkit-spanmetrics",
+                    # as collector/README.md advises: `job` is the service the series describe
+                    "honor_labels": True,
+                    "static_configs": [{"targets": [self.target]}],
+                }
+            ],
         }
         config_path = self.workdir / "prometheus.yml"
         config_path.write_text(json.dumps(config))  # JSON is YAML
