@@ -310,9 +310,24 @@ def test_every_dashboard_logql_expression_parses_with_grafanas_grammar(run: Metr
     assert _logql_report(['{service_name="shop" | x'])[0]["errors"]
 
 
+def _pending_alert_queries(run: MetricsRun) -> dict[str, str]:
+    """The `logql` annotation of each pending alert, as Prometheus rendered it for this run."""
+    alerts = run.prometheus.api("alerts")["alerts"]
+    return {a["labels"]["alertname"]: a["annotations"]["logql"] for a in alerts if a["state"] == "pending"}
+
+
+def test_the_rendered_alert_logql_parses_with_grafanas_grammar(run: MetricsRun) -> None:
+    """The error-rate and latency alerts are pending, and their rendered `logql` queries parse."""
+    queries = _pending_alert_queries(run)
+    assert {"LogkitRouteErrorRateHigh", "LogkitRouteLatencyP95High"} <= set(queries)
+    report = _logql_report(list(queries.values()))
+    assert {name: r["errors"] for name, r in zip(queries, report, strict=True) if r["errors"]} == {}
+
+
 def test_logql_names_are_labels_or_metadata_the_loki_stand_in_holds(run: MetricsRun) -> None:
-    """Every label a query selects, filters or groups by exists on the shop's entries in Loki."""
+    """Every label a dashboard or alert query selects, filters or groups by exists in the Loki stand-in."""
     targets = _targets("loki")
+    targets.update(_pending_alert_queries(run))
     report = _logql_report([_substitute(expr, _loki_variables(run)) for expr in targets.values()])
     held = {name for e in run.loki for name in (*e.labels, *e.metadata)}
     missing = {}
