@@ -31,6 +31,7 @@ from grafana_foundation_sdk.builders.dashboard import (
     TextBoxVariable,
 )
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models.common import VizOrientation
 from grafana_foundation_sdk.models.dashboard import (
     DashboardCursorSync,
     DashboardLinkType,
@@ -40,6 +41,7 @@ from grafana_foundation_sdk.models.dashboard import (
     VariableRefresh,
     VariableSort,
 )
+from grafana_foundation_sdk.models.heatmap import HeatmapColorMode, HeatmapColorScale
 from grafana_foundation_sdk.models.loki import LokiQueryType
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
@@ -181,6 +183,7 @@ def build() -> dict[str, Any]:
             .unit("percentunit")
             .min(0)
             .max(1)
+            .orientation(VizOrientation.HORIZONTAL)
             .data_links([DashboardLink("Failed or slow requests on ${__field.labels.http_route}").url(ROUTE_LINK)])
             .with_target(_prom(ERROR_RATE_TOP5, "{{http_route}}").ref_id("A").instant())
         )
@@ -196,7 +199,15 @@ def build() -> dict[str, Any]:
             .grid_pos(GridPos(h=8, w=12, x=0, y=8))
             .calculate(False)
             .y_axis(heatmap.YAxisConfig().unit("ms"))
-            .color(heatmap.HeatmapColorOptions().scheme("Oranges").steps(64))
+            .color(
+                heatmap.HeatmapColorOptions()
+                .mode(HeatmapColorMode.SCHEME)
+                .scheme("Oranges")
+                .fill("dark-orange")
+                .scale(HeatmapColorScale.EXPONENTIAL)
+                .exponent(0.5)
+                .steps(64)
+            )
             .show_y_histogram()
             .with_target(_prom(LATENCY_BUCKETS, "{{le}}").ref_id("A").format(PromQueryFormat.HEATMAP))
         )
@@ -220,6 +231,7 @@ def build() -> dict[str, Any]:
             )
             .datasource(LOKI)
             .grid_pos(GridPos(h=8, w=12, x=0, y=16))
+            .orientation(VizOrientation.HORIZONTAL)
             .with_target(
                 loki.Dataquery()
                 .datasource(LOKI)
