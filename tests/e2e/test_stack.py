@@ -204,3 +204,114 @@ def test_the_collector_finds_all_three_sources_by_request_id(stack: OpsStack, pl
     assert found["nginx"][0].metadata["severity_text"] == "INFO"
     assert any(e.line == "order created" for e in found["shop"])
     assert any("INSERT INTO orders" in e.line for e in found["postgresql"])
+
+
+def test_the_client_gets_the_request_id_header_once(stack: OpsStack) -> None:
+    """nginx answers with its X-Request-ID (also on errors) and hides the app's copy."""
+    assert stack.nginx is not None
+    for path, expected in (("/orders/1", 404), ("/health", 200)):
+        try:
+            with urllib.request.urlopen(f"{stack.nginx.url}{path}", timeout=10) as response:
+                status, values = response.status, response.headers.get_all("X-Request-ID")
+        except urllib.error.HTTPError as error:
+            status, values = error.code, error.headers.get_all("X-Request-ID")
+        assert expected == status
+        assert values is not None
+        assert 1 == len(values)
+        assert HEX32.fullmatch(values[0])
+
+
+def test_a_sane_incoming_request_id_is_honoured_everywhere(stack: OpsStack) -> None:
+    """A valid X-Request-ID (with ':' too) is the id in nginx, the app, the gateway, PostgreSQL and Loki."""
+    request_id = "checkout-7f3a:retry.1"
+    status, headers = send(stack, {"X-Request-ID": request_id})
+    assert (201, request_id) == (status, headers["x-request-id"])
+    seen = trail(stack, status, request_id)
+    assert HEX32.fullmatch(seen.trace_id)  # nginx's own $request_id: a client id is no trace id
+    assert {seen.trace_id} == {line["trace_id"] for line in seen.app}
+    assert any(r.headers.get("x-request-id") == request_id for r in stack.payment.requests)
+    # sqlcommenter URL-quotes the value; the filelog overlay turns it back into the id.
+    postgres_entries(stack, "request_id='checkout-7f3a%3Aretry.1'")
+    wait_until(
+        lambda: (
+            {e.labels["service_name"] for e in stack.loki_entries() if e.metadata.get("request_id") == request_id}
+            >= {"nginx", "shop", "postgresql"}
+        ),
+        30,
+        what="the id in all three sources in Loki",
+    )
+
+
+HOSTILE = {
+    "quotes-backslash": b'X-Request-ID: a"b\\c{"x":1}',
+    "too-long-for-the-rule": b"X-Request-ID: " + b"a" * 5000,
+    "non-utf8": b"X-Request-ID: \xff\xfe\x80abc",
+    "json-breaker": b'X-Request-ID: ","level":"ERROR',
+    "spaces": b"X-Request-ID: a b",
+    "empty": b"X-Request-ID: ",
+}
+
+
+@pytest.mark.parametrize("header", list(HOSTILE.values()), ids=list(HOSTILE))
+def test_a_hostile_request_id_is_replaced_and_never_breaks_a_line(stack: OpsStack, header: bytes) -> None:
+    """nginx replaces it by $request_id; its line and the app's stay valid JSON; the app never sees it."""
+    assert stack.nginx is not None
+    before = len(stack.nginx.access_lines())
+    agent = f"hostile-{before}"
+    assert 201 == send_raw(stack, [header, f"User-Agent: {agent}".encode()])
+    line = wait_until(
+        lambda: [x for x in stack.nginx.access_lines() if x.get("user_agent") == agent], 15, what="access line"
+    )[0]  # access_lines() parses every line of the file as JSON
+    assert HEX32.fullmatch(line["request_id"])
+    assert line["request_id"] == line["trace_id"]
+    app = trail(stack, 201, line["request_id"]).app
+    assert {line["trace_id"]} == {x["trace_id"] for x in app}
+    value = header.split(b": ", 1)[1]
+    if value:
+        assert value not in stack.app_log.read_bytes()
+
+
+def test_a_header_too_large_for_nginx_still_gets_a_json_line(stack: OpsStack) -> None:
+    """10 kB of X-Request-ID: nginx answers 400 itself, and its line is valid JSON with its own id."""
+    assert stack.nginx is not None
+    assert 400 == send_raw(stack, [b"X-Request-ID: " + b"\"'\\" * 3500, b"User-Agent: too-large"])
+    lines = wait_until(
+        lambda: [x for x in stack.nginx.access_lines() if x.get("status_code") == 400], 15, what="400 line"
+    )
+    assert HEX32.fullmatch(lines[-1]["request_id"])
+
+
+def test_a_valid_incoming_traceparent_is_continued(stack: OpsStack) -> None:
+    """The caller's trace id runs through nginx's line, the app, the gateway and the SQL comments."""
+    trace_id, parent = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    status, headers = send(stack, {"traceparent": f"00-{trace_id}-{parent}-01", "tracestate": "vendor=abc"})
+    assert 201 == status
+    seen = trail(stack, status, headers["x-request-id"])
+    assert trace_id == seen.trace_id == seen.nginx["traceparent"].split("-")[1]
+    assert {trace_id} == {line["trace_id"] for line in seen.app}
+    (call,) = [r for r in stack.payment.requests if r.headers.get("x-request-id") == seen.request_id]
+    assert trace_id == call.headers["traceparent"].split("-")[1]
+    assert "vendor=abc" == call.headers.get("tracestate")
+    assert sql_spans(stack, trace_id)
+    postgres_entries(stack, f"traceparent='00-{trace_id}-")
+
+
+INVALID_TRACEPARENTS = {
+    "upper-case": "00-4BF92F3577B34DA6A3CE929D0E0E4736-00F067AA0BA902B7-01",
+    "zero-trace-id": f"00-{'0' * 32}-00f067aa0ba902b7-01",
+    "zero-parent-id": f"00-4bf92f3577b34da6a3ce929d0e0e4736-{'0' * 16}-01",
+    "garbage": "hello",
+    "too-short": "00-4bf92f35-00f067aa-01",
+}
+
+
+@pytest.mark.parametrize("traceparent", list(INVALID_TRACEPARENTS.values()), ids=list(INVALID_TRACEPARENTS))
+def test_an_invalid_traceparent_is_replaced_by_one_nginx_originates(stack: OpsStack, traceparent: str) -> None:
+    """nginx drops it (and its tracestate) and originates a trace whose id is the request id."""
+    status, headers = send(stack, {"traceparent": traceparent, "tracestate": "vendor=stale"})
+    assert 201 == status
+    seen = trail(stack, status, headers["x-request-id"])
+    assert seen.request_id == seen.trace_id
+    assert {seen.trace_id} == {line["trace_id"] for line in seen.app}
+    (call,) = [r for r in stack.payment.requests if r.headers.get("x-request-id") == seen.request_id]
+    assert "tracestate" not in call.headers
