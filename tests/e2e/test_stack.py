@@ -315,3 +315,58 @@ def test_an_invalid_traceparent_is_replaced_by_one_nginx_originates(stack: OpsSt
     assert {seen.trace_id} == {line["trace_id"] for line in seen.app}
     (call,) = [r for r in stack.payment.requests if r.headers.get("x-request-id") == seen.request_id]
     assert "tracestate" not in call.headers
+
+
+def _statements(entries: list[dict[str, Any]]) -> list[str]:
+    """The SQL of each execution entry, sqlcommenter comment removed."""
+    found = []
+    for entry in entries:
+        match = re.search(r"duration: [0-9.]+ ms  (?:execute [^:]+|statement): (.*)$", entry.get("message", ""), re.S)
+        if match:
+            found.append(re.sub(r" /\*[^*]*\*/$", "", match.group(1)))
+    return found
+
+
+def test_commenter_off_sends_the_same_statements_without_a_comment(stack: OpsStack, plain_order: Trail) -> None:
+    """LOGKIT_SQL_COMMENTER=false: no comment reaches PostgreSQL; statements and spans are otherwise the same."""
+    from tests.e2e.ops_stack import ShopProcess
+
+    assert stack.shop is not None
+    status, headers = send(stack)  # commenter on, schema already there
+    on = trail(stack, status, headers["x-request-id"])
+    on_entries = postgres_entries(stack, f"request_id='{on.request_id}'")
+    shop = ShopProcess(stack.tmp / "shop-off.log", {**stack.shop.env, "LOGKIT_SQL_COMMENTER": "false"})
+    try:
+        shop.start()
+        assert 200 == urllib.request.urlopen(f"{shop.url}/products", timeout=15).status  # engine warmed up
+        before = len(stack.postgres.log_entries())
+        req = urllib.request.Request(
+            f"{shop.url}/orders",
+            data=json.dumps(ORDER).encode(),
+            headers={"Content-Type": "application/json", "X-Request-ID": "commenter-off-1"},
+            method="POST",
+        )
+        with urllib.request.urlopen(req, timeout=15) as response:
+            assert 201 == response.status
+        lines = [json.loads(x) for x in (stack.tmp / "shop-off.log").read_text().splitlines() if x.startswith("{")]
+        trace_id = next(x["trace_id"] for x in lines if x.get("request_id") == "commenter-off-1")
+        off_spans = sql_spans(stack, trace_id)
+        off_entries = wait_until(
+            lambda: (
+                (new := stack.postgres.log_entries()[before:])
+                and any("INSERT INTO orders" in e["message"] for e in new)
+                and new
+            ),
+            15,
+            what="the statements in PostgreSQL's log",
+        )
+    finally:
+        shop.stop()
+    assert not [e for e in off_entries if "/*" in e["message"]]
+    # BEGIN/COMMIT are the driver's own (not SQLAlchemy's statements): never commented.
+    driver_own = {"BEGIN", "COMMIT", "ROLLBACK", ";"}
+    assert set(_statements(on_entries)) == set(_statements(off_entries)) - driver_own
+    on_spans = sql_spans(stack, on.trace_id)
+    assert sorted((s.name, s.attributes["db.statement"]) for s in on_spans) == sorted(
+        (s.name, s.attributes["db.statement"]) for s in off_spans
+    )

@@ -1,0 +1,148 @@
+"""The stdout-scrape path: the app's JSON lines read from a file by the filelog overlay.
+
+- with ``OTEL_LOGS_EXPORTER=none`` every line reaches Loki exactly once, span context on the
+  record, across a collector SIGKILL and restart (file_storage checkpoints, synchronous emitter,
+  persistent exporter queue);
+- the records it makes are the OTLP path's records, field by field.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e import records
+from tests.e2e.backends.loki import LokiEntry, LokiStandIn
+from tests.e2e.harness import drive_shop, request, wait_until
+from tests.e2e.ops_stack import FileCollector, ShopProcess, filelog_env
+
+pytestmark = pytest.mark.e2e
+
+# Metadata only one path can carry: the SDK's instrumentation scope and the exporting process.
+OTLP_ONLY = frozenset({"scope_name", "scope_version", "flags", "service_instance_id"})
+
+
+def _stdout_lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.startswith("{")]
+
+
+def _shop_entries(loki: LokiStandIn) -> list[LokiEntry]:
+    with loki.lock:
+        return [e for e in loki.entries if e.labels.get("service_name") == "shop"]
+
+
+def test_every_stdout_line_arrives_once_across_a_collector_sigkill(otelcol_bin: Path, tmp_path: Path) -> None:
+    """Lines written before, during and after a SIGKILL of the collector arrive exactly once."""
+    loki = LokiStandIn()
+    loki.start()
+    app_log = tmp_path / "shop.log"
+    env = filelog_env(
+        tmp_path / "storage",
+        loki,
+        app=[app_log],
+        nginx=[tmp_path / "no-nginx.json"],
+        postgresql=[tmp_path / "no-pg.json"],
+    )
+    collector = FileCollector(otelcol_bin, (), env, tmp_path / "collector.log")
+    shop = ShopProcess(
+        app_log,
+        {
+            "OTEL_SERVICE_NAME": "shop",
+            "LOGKIT_ENV": "test",
+            "OTEL_LOGS_EXPORTER": "none",
+            "OTEL_TRACES_EXPORTER": "none",
+        },
+    )
+    stop = threading.Event()
+
+    def traffic() -> None:
+        while not stop.is_set():
+            request("GET", f"{shop.url}/products/99")  # a request line and an access line
+            request("POST", f"{shop.url}/login", {"username": "ann", "password": "correct horse"})
+            time.sleep(0.005)
+
+    driver = threading.Thread(target=traffic, daemon=True)
+    try:
+        collector.start()
+        shop.start()
+        driver.start()
+        wait_until(lambda: len(_shop_entries(loki)) > 200, 30, what="first lines in Loki")
+        collector.kill()  # SIGKILL mid-stream: no shutdown, no flush
+        time.sleep(1.0)  # the app keeps writing while no collector runs
+        collector.start()
+        time.sleep(2.0)
+        stop.set()
+        driver.join(15)
+        shop.stop()
+        expected = [records.from_stdout(line) for line in _stdout_lines(app_log)]
+        wait_until(lambda: len(_shop_entries(loki)) >= len(expected), 60, what="every line in Loki")
+        time.sleep(2.0)  # let a duplicate arrive before comparing
+        received = [records.from_loki(e) for e in _shop_entries(loki)]
+        assert "" == records.delivery_report(expected, received)
+        in_request = [r for r in received if r[records.FIELDS.index("request_id")]]
+        assert len(in_request) > 100
+        assert all(r[records.FIELDS.index("trace_id")] and r[records.FIELDS.index("span_id")] for r in in_request)
+    finally:
+        stop.set()
+        shop.stop()
+        collector.stop()
+        loki.stop()
+
+
+def test_filelog_records_are_the_otlp_records_field_by_field(otelcol_bin: Path, tmp_path: Path) -> None:
+    """The same app lines, once over OTLP and once scraped from stdout, are stored identically."""
+    loki = LokiStandIn()
+    loki.start()
+    app_log = tmp_path / "shop.log"
+    env = filelog_env(
+        tmp_path / "storage",
+        loki,
+        app=[app_log],
+        nginx=[tmp_path / "no-nginx.json"],
+        postgresql=[tmp_path / "no-pg.json"],
+    )
+    collector = FileCollector(otelcol_bin, (), env, tmp_path / "collector.log")
+    shop = ShopProcess(
+        app_log,
+        {
+            "OTEL_SERVICE_NAME": "shop",
+            "LOGKIT_ENV": "test",
+            "OTEL_TRACES_EXPORTER": "none",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": collector.otlp_http_url,
+        },
+    )
+    try:
+        collector.start()
+        shop.start()
+        drive_shop(shop.url, rounds=1)
+        shop.stop()
+        lines = _stdout_lines(app_log)
+        wait_until(lambda: len(_shop_entries(loki)) >= 2 * len(lines), 60, what="both copies in Loki")
+        time.sleep(1.0)
+        entries = _shop_entries(loki)
+    finally:
+        shop.stop()
+        collector.stop()
+        loki.stop()
+    otlp = [e for e in entries if e.metadata.get("scope_name")]
+    scraped = [e for e in entries if not e.metadata.get("scope_name")]
+    assert len(lines) == len(otlp) == len(scraped)
+
+    def comparable(entry: LokiEntry) -> tuple[Any, ...]:
+        metadata = {k: v for k, v in entry.metadata.items() if k not in OTLP_ONLY and not k.startswith("telemetry_sdk")}
+        return (
+            entry.timestamp_ns // 1_000_000,
+            entry.line,
+            tuple(sorted(entry.labels.items())),
+            tuple(sorted(metadata.items())),
+        )
+
+    only_otlp = Counter(map(comparable, otlp)) - Counter(map(comparable, scraped))
+    only_scraped = Counter(map(comparable, scraped)) - Counter(map(comparable, otlp))
+    assert ([], []) == (list(only_otlp)[:2], list(only_scraped)[:2])
