@@ -20,6 +20,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
+from examples.stack.processes import Nginx, Postgres
 from tests.e2e.backends._http import StandIn
 from tests.e2e.backends.loki import LokiEntry, LokiStandIn
 from tests.e2e.harness import (
@@ -34,7 +35,6 @@ from tests.e2e.harness import (
     http_status,
     wait_until,
 )
-from tests.e2e.servers import Nginx, Postgres
 from tests.fakes.gateways import FakePaymentGateway
 
 FILELOG_OVERLAY = COLLECTOR_DIR / "receivers" / "filelog.yaml"

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
+from examples.stack.processes import postgres_bindir
 from tests.e2e.harness import CARD, wait_until
 from tests.e2e.ops_stack import OpsStack, Span
-from tests.e2e.servers import postgres_bindir
 
 pytestmark = pytest.mark.e2e
 

@@ -1,4 +1,5 @@
-"""Real nginx and PostgreSQL for the stack tests, started on free 127.0.0.1 ports and bounded.
+"""Real nginx and PostgreSQL as local processes (``make stack``, the stack tests, the bench),
+on free 127.0.0.1 ports, every wait bounded.
 
 PostgreSQL refuses to run as root: as root, its data directory belongs to the ``postgres``
 user (Debian's package creates it) and every PostgreSQL program runs through ``runuser``.
@@ -14,19 +15,38 @@ import os
 import pwd
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.harness import ROOT, free_port, wait_until
-
-STACK_DIR = ROOT / "examples" / "stack"
+STACK_DIR = Path(__file__).resolve().parent
 NGINX_SNIPPET = STACK_DIR / "nginx" / "otel-logkit.conf"
 NGINX_TEMPLATE = STACK_DIR / "nginx" / "nginx.conf.template"
 POSTGRES_SETTINGS = STACK_DIR / "postgres" / "otel-logkit.conf"
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.2, what: str = "condition") -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"{what} not reached within {timeout:.0f}s")
+        time.sleep(interval)
 
 
 def postgres_bindir() -> Path | None:
@@ -195,11 +215,8 @@ class Nginx:
         def up() -> bool:
             if self.process is not None and self.process.poll() is not None:
                 raise RuntimeError(f"nginx exited: {(self.base / 'nginx.stderr').read_text()}")
-            with contextlib.suppress(OSError):
-                import socket
-
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    return True
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                return True
             return False
 
         wait_until(up, timeout, what="nginx listening")
@@ -220,16 +237,3 @@ class Nginx:
         if not self.access_log.exists():
             return []
         return [json.loads(line) for line in self.access_log.read_text().splitlines() if line.strip()]
-
-
-def wait_for_lines(read: Any, predicate: Any, timeout: float = 20.0, what: str = "log lines") -> list[Any]:
-    """Poll ``read()`` until some entries satisfy ``predicate``; return those."""
-
-    def found() -> list[Any]:
-        return [entry for entry in read() if predicate(entry)]
-
-    return list(wait_until(found, timeout, what=what))
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
