@@ -189,9 +189,9 @@ class Nginx:
         return self.base / "access.json"
 
     def start(self, timeout: float = 30.0) -> None:
-        binary = shutil.which("nginx") or "/usr/sbin/nginx"
-        if not Path(binary).exists():
-            raise RuntimeError("nginx not found: apt-get install -y nginx")
+        binary = shutil.which("nginx")
+        if binary is None:
+            raise RuntimeError("nginx not found on PATH: apt-get install -y nginx")
         self.base.mkdir(parents=True, exist_ok=True)
         conf = self.base / "nginx.conf"
         conf.write_text(
