@@ -12,6 +12,7 @@ import socket
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +154,11 @@ def test_nginx_originates_the_request_id_and_a_trace_with_that_id(plain_order: T
     assert {"timestamp", "method", "path", "status_code", "duration_ms", "upstream_duration_ms"} <= set(line)
     assert {"client_ip", "user_agent", "service"} <= set(line)
     assert ("POST", "/orders", 201, "nginx") == (line["method"], line["path"], line["status_code"], line["service"])
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}([+-]\d\d:\d\d|Z)", line["timestamp"])
+    # Whole milliseconds, the app's duration within nginx's.
+    assert isinstance(line["duration_ms"], int)
+    assert isinstance(line["upstream_duration_ms"], int)
+    assert 0 <= line["upstream_duration_ms"] <= line["duration_ms"] < 15_000
 
 
 def test_every_app_line_of_the_request_has_nginx_ids(plain_order: Trail) -> None:
@@ -201,6 +207,9 @@ def test_the_collector_finds_all_three_sources_by_request_id(stack: OpsStack, pl
     for service in ("nginx", "shop", "postgresql"):
         assert {plain_order.trace_id} == {e.metadata.get("trace_id") for e in found[service]}, service
     assert found["nginx"][0].line == "POST /orders 201"
+    # The record's time is the line's own (milliseconds), not when the collector read it.
+    logged = datetime.fromisoformat(plain_order.nginx["timestamp"])
+    assert int(logged.timestamp() * 1000) == found["nginx"][0].timestamp_ns // 1_000_000
     assert found["nginx"][0].metadata["severity_text"] == "INFO"
     assert any(e.line == "order created" for e in found["shop"])
     assert any("INSERT INTO orders" in e.line for e in found["postgresql"])
@@ -279,6 +288,7 @@ def test_a_header_too_large_for_nginx_still_gets_a_json_line(stack: OpsStack) ->
         lambda: [x for x in stack.nginx.access_lines() if x.get("status_code") == 400], 15, what="400 line"
     )
     assert HEX32.fullmatch(lines[-1]["request_id"])
+    assert lines[-1]["upstream_duration_ms"] is None  # nothing was proxied
 
 
 def test_a_valid_incoming_traceparent_is_continued(stack: OpsStack) -> None:
