@@ -146,3 +146,67 @@ def test_filelog_records_are_the_otlp_records_field_by_field(otelcol_bin: Path, 
     only_otlp = Counter(map(comparable, otlp)) - Counter(map(comparable, scraped))
     only_scraped = Counter(map(comparable, scraped)) - Counter(map(comparable, otlp))
     assert ([], []) == (list(only_otlp)[:2], list(only_scraped)[:2])
+
+
+def _app_line(message: str, **fields: Any) -> str:
+    line = {
+        "message": message,
+        "logger": "shop.k8s",
+        "level": "WARNING",
+        "service": "shop",
+        "env": "prod",
+        "timestamp": "2026-12-01T09:00:00.123Z",
+        **fields,
+    }
+    return json.dumps(line, separators=(",", ":"))
+
+
+def test_container_runtime_files_are_unwrapped(otelcol_bin: Path, tmp_path: Path) -> None:
+    """CRI lines (a partial line recombined) and Docker json-file lines give the app's own records."""
+    loki = LokiStandIn()
+    loki.start()
+    pods = tmp_path / "pods"
+    cri = pods / "shop-ns_shop-7d9f_0b5e8c1a-1111-2222-3333-444455556666" / "shop" / "0.log"
+    docker = pods / "shop-ns_shop-aa11_9f5e8c1a-1111-2222-3333-444455556666" / "shop" / "1.log"
+    cri.parent.mkdir(parents=True)
+    docker.parent.mkdir(parents=True)
+    ids = {"request_id": "req-cri-1", "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736", "span_id": "00f067aa0ba902b7"}
+    long_line = _app_line("split by the runtime", **ids, order_id=7)
+    cri.write_text(
+        f"2026-12-01T09:00:00.200000000Z stdout F {_app_line('from a CRI file', **ids)}\n"
+        f"2026-12-01T09:00:00.300000000Z stdout P {long_line[:40]}\n"
+        f"2026-12-01T09:00:00.300000001Z stdout F {long_line[40:]}\n"
+    )
+    docker.write_text(
+        json.dumps(
+            {"log": _app_line("from a Docker file", **ids) + "\n", "stream": "stdout", "time": "2026-12-01T09:00:00.4Z"}
+        )
+        + "\n"
+    )
+    env = filelog_env(
+        tmp_path / "storage",
+        loki,
+        app=[pods / "*" / "*" / "*.log"],
+        nginx=[tmp_path / "n"],
+        postgresql=[tmp_path / "p"],
+    )
+    collector = FileCollector(otelcol_bin, (), env, tmp_path / "collector.log")
+    try:
+        collector.start()
+        wait_until(lambda: len(_shop_entries(loki)) >= 3, 30, what="the container lines in Loki")
+        time.sleep(1.0)
+        entries = {e.line: e for e in _shop_entries(loki)}
+    finally:
+        collector.stop()
+        loki.stop()
+    assert {"from a CRI file", "split by the runtime", "from a Docker file"} == set(entries)
+    for entry in entries.values():
+        assert "req-cri-1" == entry.metadata["request_id"]
+        assert (ids["trace_id"], ids["span_id"]) == (entry.metadata["trace_id"], entry.metadata["span_id"])
+        assert ("WARNING", "13") == (entry.metadata["severity_text"], entry.metadata["severity_number"])
+        assert "shop-ns" == entry.labels["k8s_namespace_name"]
+        assert "shop" == entry.labels["k8s_container_name"]
+        assert "2026-12-01T09:00:00.123Z" == records.iso_ms(entry.timestamp_ns)  # the app's time, not the runtime's
+    assert "shop-7d9f" == entries["from a CRI file"].labels["k8s_pod_name"]
+    assert "7" == entries["split by the runtime"].metadata["order_id"]
+    assert "shop-aa11" == entries["from a Docker file"].labels["k8s_pod_name"]
