@@ -380,3 +380,34 @@ def test_commenter_off_sends_the_same_statements_without_a_comment(stack: OpsSta
     assert sorted((s.name, s.attributes["db.statement"]) for s in on_spans) == sorted(
         (s.name, s.attributes["db.statement"]) for s in off_spans
     )
+
+
+@pytest.mark.parametrize(
+    ("request_line", "agent", "logged"),
+    [
+        (b"POST /orders HTTP/1.1", b"bad-\xff\xfe-agent", {"user_agent": "(not UTF-8)"}),
+        (b"POST /orders%FF%C0%22x HTTP/1.1", b"ok", {"path": "/orders%FF%C0%22x"}),
+        (b"POST /orders HTTP/1.1", "caf\u00e9-agent/1.0".encode(), {"user_agent": "caf\u00e9-agent/1.0"}),
+    ],
+    ids=["non-utf8-user-agent", "non-utf8-path", "utf8-user-agent"],
+)
+def test_the_access_log_stays_valid_utf8_json(
+    stack: OpsStack, request_line: bytes, agent: bytes, logged: dict[str, str]
+) -> None:
+    """Bytes that are not UTF-8 in the User-Agent or the decoded path are replaced; UTF-8 is kept."""
+    assert stack.nginx is not None
+    request_id = f"utf8-{len(stack.nginx.access_lines())}"
+    body = json.dumps(ORDER).encode()
+    head = [request_line, b"Host: 127.0.0.1", b"Content-Type: application/json", b"User-Agent: " + agent]
+    head += [f"X-Request-ID: {request_id}".encode(), f"Content-Length: {len(body)}".encode(), b"Connection: close"]
+    with socket.create_connection(("127.0.0.1", stack.nginx.port), timeout=15) as sock:
+        sock.sendall(b"\r\n".join(head) + b"\r\n\r\n" + body)
+        while sock.recv(65536):
+            pass
+    line = wait_until(
+        lambda: [x for x in stack.nginx.access_log.read_bytes().splitlines() if request_id.encode() in x],
+        15,
+        what="the access line",
+    )[0]
+    entry = json.loads(line.decode("utf-8"))  # strict: valid UTF-8 and valid JSON
+    assert logged == {key: entry[key] for key in logged}
