@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -19,8 +20,8 @@ import pytest
 
 from tests.e2e import records
 from tests.e2e.backends.loki import LokiEntry, LokiStandIn
-from tests.e2e.harness import drive_shop, request, wait_until
-from tests.e2e.ops_stack import FileCollector, ShopProcess, filelog_env
+from tests.e2e.harness import BASE_CONFIG, OVERLAYS, ROOT, child_env, drive_shop, request, wait_until
+from tests.e2e.ops_stack import FEATURE_GATES, FILELOG_OVERLAY, FileCollector, ShopProcess, filelog_env
 
 pytestmark = pytest.mark.e2e
 
@@ -210,3 +211,49 @@ def test_container_runtime_files_are_unwrapped(otelcol_bin: Path, tmp_path: Path
     assert "shop-7d9f" == entries["from a CRI file"].labels["k8s_pod_name"]
     assert "7" == entries["split by the runtime"].metadata["order_id"]
     assert "shop-aa11" == entries["from a Docker file"].labels["k8s_pod_name"]
+
+
+def _validate(binary: Path, overlays: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    args = [str(binary), FEATURE_GATES, "validate", "--config", str(BASE_CONFIG)]
+    for name in overlays:
+        args += ["--config", str(OVERLAYS[name])]
+    args += ["--config", str(FILELOG_OVERLAY)]
+    return subprocess.run(
+        args,
+        cwd=ROOT,
+        env=child_env(LOGKIT_COLLECTOR_STORAGE_DIR=str(tmp_path), **env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_the_overlay_validates_with_loki_and_with_other_backends(otelcol_bin: Path, tmp_path: Path) -> None:
+    """Defaults go to Loki; LOGKIT_FILELOG_EXPORTERS/PROCESSORS point it at other backends."""
+    assert 0 == _validate(otelcol_bin, ["loki"], tmp_path).returncode
+    others = _validate(
+        otelcol_bin,
+        ["cloudwatch", "elasticsearch"],
+        tmp_path,
+        LOGKIT_FILELOG_EXPORTERS="[awscloudwatchlogs, elasticsearch]",
+        LOGKIT_FILELOG_PROCESSORS="[memory_limiter, resource, transform/redact, redaction]",
+        LOGKIT_CLOUDWATCH_LOG_GROUP="g",
+        LOGKIT_CLOUDWATCH_LOG_STREAM="s",
+        AWS_REGION="eu-west-1",
+    )
+    assert 0 == others.returncode, others.stderr
+    without_loki = _validate(otelcol_bin, ["cloudwatch"], tmp_path, AWS_REGION="eu-west-1")
+    assert 0 != without_loki.returncode
+    assert "otlp_http/loki" in without_loki.stderr or "transform/loki" in without_loki.stderr
+
+
+def test_the_overlay_uses_no_deprecated_component_name(tmp_path: Path) -> None:
+    """v0.15x names: file_log (not filelog), otlp_http; file_storage/filelog for the checkpoints."""
+    import yaml
+
+    config = yaml.safe_load(FILELOG_OVERLAY.read_text())
+    assert {"file_log/app", "file_log/nginx", "file_log/postgresql"} == set(config["receivers"])
+    assert {"file_storage/filelog"} == set(config["extensions"])
+    assert config["extensions"]["file_storage/filelog"]["fsync"] is True
+    assert all(r["storage"] == "file_storage/filelog" for r in config["receivers"].values())
