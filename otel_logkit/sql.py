@@ -3,13 +3,19 @@
 ``opentelemetry-instrumentation-sqlalchemy`` appends a sqlcommenter comment carrying the
 ``traceparent`` of each statement's client span (``enable_commenter=True``). It has no option
 for more keys; the one thing its comment builder reads besides its own values is the OTel
-context entry :data:`TAGS_KEY`, the channel contrib's Flask and Django integrations use to
-add ``route``/``controller``. :class:`RequestIdTagger` sets ``request_id`` in that entry just
+context entry :data:`TAGS_KEY`, the channel contrib's Flask instrumentation uses to add
+``route``/``controller``. :class:`RequestIdTagger` merges ``request_id`` into that entry just
 for the statement being sent: a class-level ``before_cursor_execute`` listener (SQLAlchemy
 runs class-level listeners before the per-engine ones the instrumentation registers) attaches
-it, and ``after_cursor_execute``/``handle_error`` detach it. The contrib keeps the format
-(sorted keys, URL-quoted values, before a trailing ``;``, sampled statements only), so a
-hostile id can never close the comment.
+it, and ``after_cursor_execute``/``handle_error`` detach it. Tags another integration set stay.
+The contrib keeps the format (sorted keys, URL-quoted values, before a trailing ``;``, sampled
+statements only), so a hostile id can never close the comment.
+
+The key is contrib's internal contract, not a documented API: the package pins the contrib
+cohort, and ``tests/integration/test_sql_commenter.py`` fails if a release changes it. Should a
+listener between attach and detach raise, SQLAlchemy calls neither ``after_cursor_execute`` nor
+``handle_error``: the entry then stays on that context until the next statement, which replaces
+the id, or drops it outside a request (never a previous request's id).
 """
 
 from __future__ import annotations
