@@ -46,6 +46,8 @@ _INSTRUMENTATIONS = (
     ("requests", "requests", "opentelemetry.instrumentation.requests", "RequestsInstrumentor"),
     ("httpx", "httpx", "opentelemetry.instrumentation.httpx", "HTTPXClientInstrumentor"),
     ("flask", "flask", "opentelemetry.instrumentation.flask", "FlaskInstrumentor"),
+    # otel-logkit's own: logging, task context and outcome lines, then the contrib instrumentation.
+    ("celery", "celery", "otel_logkit.celery", "CeleryInstrumentor"),
 )
 HANDLED_INSTRUMENTATIONS = frozenset(name for name, *_ in _INSTRUMENTATIONS)
 """Entry points that :func:`configure` instruments itself (with otel-logkit's options and hooks)."""
@@ -221,6 +223,8 @@ def _instrument(runtime: _Runtime, redactor: Redactor, disabled: set[str]) -> li
             # The per-message "http send"/"http receive" spans double the span work per request
             # and say nothing the server span does not.
             kwargs["exclude_spans"] = ["receive", "send"]
+        if name == "celery":
+            kwargs["redactor"] = redactor
         if name in _ON_IMPORT and library not in sys.modules:
             # Instrumenting imports the framework: wait until the app does (start-up time).
             wrapt.register_post_import_hook(
@@ -233,7 +237,7 @@ def _instrument(runtime: _Runtime, redactor: Redactor, disabled: set[str]) -> li
     return done
 
 
-_ON_IMPORT = frozenset({"flask"})
+_ON_IMPORT = frozenset({"flask", "celery"})
 """Instrumentations applied when the app imports the framework (importing Flask costs ~70 ms)."""
 
 
@@ -308,6 +312,19 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 def _install_shutdown(runtime: _Runtime) -> None:
     atexit.register(shutdown)
+    _install_sigterm(runtime)
+
+
+def after_fork() -> None:
+    """In a forked worker whose framework reset the signal handlers (Celery's prefork pool
+    children), arm the SIGTERM flush again. The export queue and the span processor renew
+    their worker threads at fork by themselves."""
+    runtime = _runtime
+    if runtime is not None and not runtime.shut_down:
+        _install_sigterm(runtime)
+
+
+def _install_sigterm(runtime: _Runtime) -> None:
     if threading.current_thread() is not threading.main_thread():
         return
     with contextlib.suppress(ValueError, OSError):
