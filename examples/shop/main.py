@@ -29,6 +29,8 @@ import structlog
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel, Field
 
+from examples.shop import tasks  # order confirmation SMS (Celery; in-process without a broker)
+
 log = structlog.get_logger()
 audit = logging.getLogger("shop.audit")
 
@@ -131,6 +133,8 @@ def create_order(body: OrderIn) -> dict[str, Any]:
     order_id = next(_order_ids)
     ORDERS[order_id] = {"id": order_id, "product_id": product["id"], "quantity": body.quantity, "charge": charge_id}
     log.info("order created", order_id=order_id, amount_cents=amount, currency=product["currency"])
+    if body.phone:
+        tasks.confirm_order(order_id, body.phone)
     return ORDERS[order_id]
 
 
