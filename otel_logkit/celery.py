@@ -338,7 +338,7 @@ def _say(msg: str, f: Any = None) -> None:
     """
     text = str(msg).strip()
     writer = threading.Thread(
-        target=logging.getLogger("celery.apps.worker").warning, args=(text,), name="otel-logkit-say", daemon=True
+        target=logging.getLogger("celery.apps.worker").warning, args=(text,), name="celery-say", daemon=True
     )
     writer.start()
     writer.join(1.0)
