@@ -30,6 +30,7 @@ import wrapt
 
 from otel_logkit import context
 from otel_logkit.web import _failsafe
+from otel_logkit.web.request_id import sane_request_id
 
 REQUEST_ID_HEADER = "otel_logkit_request_id"
 """Task message header carrying the enqueuing request's id to the worker."""
@@ -281,7 +282,8 @@ def _request_id_of(request: Any) -> str | None:
         if isinstance(headers, Mapping):
             value = headers.get(REQUEST_ID_HEADER)
     if isinstance(value, str) and value:
-        return value[:128]
+        # The same rule as an incoming HTTP header: a hostile message's id is dropped, not trusted.
+        return sane_request_id([value.encode("utf-8", "replace")])
     # An eager run (task.apply, task_always_eager) runs inside the caller's request.
     return context.request_id.get()
 

@@ -150,3 +150,15 @@ def test_publish_outside_a_request_adds_no_request_id(app: Celery, logkit: Captu
         message = connection.SimpleQueue("celery").get(timeout=2)
         message.ack()
     assert REQUEST_ID_HEADER not in message.headers
+
+
+def test_hostile_request_id_header_is_not_trusted(app: Celery, logkit: Captured) -> None:
+    """A message header that is not a sane request id is dropped, as an HTTP header would be."""
+    app.tasks["t.work"].apply(args=(1,), headers={REQUEST_ID_HEADER: 'x"\n{"level":"ERROR"}'})
+    assert {None} == {x.get("request_id") for x in task_lines(logkit, "t.work")}
+
+
+def test_request_id_header_is_bound_in_the_task(app: Celery, logkit: Captured) -> None:
+    """The request id sent in the message header is bound to every line of the task."""
+    app.tasks["t.work"].apply(args=(1,), headers={REQUEST_ID_HEADER: "req-header-1"})
+    assert {"req-header-1"} == {x.get("request_id") for x in task_lines(logkit, "t.work")}
