@@ -21,7 +21,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping
 from contextvars import Token
 from typing import Any
 
@@ -108,11 +108,7 @@ class CeleryInstrumentor:
         self._contrib: Any = None
         self._filter: _OutcomeFilter | None = None
         self._receivers: list[tuple[Any, Callable[..., Any]]] = []
-        self._configured_pid = os.getpid()
-
-    def instrumentation_dependencies(self) -> Collection[str]:
-        """The Celery releases this supports."""
-        return ("celery >= 5.3, < 6.0",)
+        self._child_pid: int | None = None
 
     def instrument(self, *, tracer_provider: Any = None, redactor: Any = None, **kwargs: Any) -> None:
         """Connect the signal receivers and apply the contrib Celery instrumentation.
@@ -265,9 +261,9 @@ class CeleryInstrumentor:
     def _process_init(self, **kwargs: Any) -> None:
         """A prefork pool child: make the inherited configuration its own, once."""
         pid = os.getpid()
-        if pid == self._configured_pid:
+        if pid == self._child_pid:
             return
-        self._configured_pid = pid
+        self._child_pid = pid
         with self._lock:
             self._runs.clear()  # the parent's runs (threads pool) are not this child's
         from otel_logkit import setup
