@@ -12,7 +12,7 @@
   ``task_id``, ``task_retries`` and ``request_id`` to every line of the task;
 - logs each run like a job: ``task started``, then ``task finished`` (INFO), ``task failed``
   (ERROR, traceback, redacted ``task_args``) or ``task retry`` (WARNING, ``retries``, ``reason``);
-- flushes a pool child's pending records when it exits, and on SIGTERM.
+- flushes a pool child's pending records when it exits (warm shutdown, ``--max-tasks-per-child``).
 """
 
 from __future__ import annotations
@@ -259,16 +259,19 @@ class CeleryInstrumentor:
 
     # -- pool processes -----------------------------------------------------------------------
     def _process_init(self, **kwargs: Any) -> None:
-        """A prefork pool child: make the inherited configuration its own, once."""
+        """A prefork pool child, once: forget the parent's runs (threads pool) before taking tasks.
+
+        The inherited configuration is the child's own from here: the export queue and the span
+        processor restart their worker threads at fork. Celery resets the child's SIGTERM to the
+        default action, and it stays so (a terminated child dies at once, as without otel-logkit);
+        a child leaving normally flushes in ``worker_process_shutdown``.
+        """
         pid = os.getpid()
         if pid == self._child_pid:
             return
         self._child_pid = pid
         with self._lock:
-            self._runs.clear()  # the parent's runs (threads pool) are not this child's
-        from otel_logkit import setup
-
-        setup.after_fork()
+            self._runs.clear()
 
 
 def _request_id_of(request: Any) -> str | None:

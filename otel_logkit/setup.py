@@ -312,19 +312,6 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 def _install_shutdown(runtime: _Runtime) -> None:
     atexit.register(shutdown)
-    _install_sigterm(runtime)
-
-
-def after_fork() -> None:
-    """In a forked worker whose framework reset the signal handlers (Celery's prefork pool
-    children), arm the SIGTERM flush again. The export queue and the span processor renew
-    their worker threads at fork by themselves."""
-    runtime = _runtime
-    if runtime is not None and not runtime.shut_down:
-        _install_sigterm(runtime)
-
-
-def _install_sigterm(runtime: _Runtime) -> None:
     if threading.current_thread() is not threading.main_thread():
         return
     with contextlib.suppress(ValueError, OSError):

@@ -7,7 +7,6 @@ worker with Redis and prefork children is in tests/e2e/test_celery.py.
 from __future__ import annotations
 
 import logging
-import signal
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,7 +14,7 @@ import pytest
 import structlog
 from celery import Celery
 
-from otel_logkit import context, setup
+from otel_logkit import context
 from otel_logkit.celery import REQUEST_ID_HEADER
 from otel_logkit.testing import Captured, capture
 
@@ -163,15 +162,3 @@ def test_request_id_header_is_bound_in_the_task(app: Celery, logkit: Captured) -
     """The request id sent in the message header is bound to every line of the task."""
     app.tasks["t.work"].apply(args=(1,), headers={REQUEST_ID_HEADER: "req-header-1"})
     assert {"req-header-1"} == {x.get("request_id") for x in task_lines(logkit, "t.work")}
-
-
-def test_pool_child_init_rearms_the_sigterm_flush(app: Celery, logkit: Captured) -> None:
-    """`worker_process_init` (a pool child whose signals Celery reset) puts the SIGTERM flush back."""
-    from celery import signals
-
-    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    try:
-        signals.worker_process_init.send(sender=None)
-        assert setup._on_sigterm == signal.getsignal(signal.SIGTERM)
-    finally:
-        signal.signal(signal.SIGTERM, previous)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 
 import structlog
 from celery import Celery
@@ -46,3 +47,10 @@ def flaky(self: object, attempts_before_success: int = 1) -> str:
     if retries < attempts_before_success:
         raise self.retry(exc=ConnectionError("sms gateway unreachable"), countdown=0)  # type: ignore[attr-defined]
     return "sent"
+
+
+@app.task(name="tests.sleepy")
+def sleepy(seconds: float) -> None:
+    """Log a line, then sleep (a task still running when a pool child is signalled)."""
+    log.info("sleeping", seconds=seconds)
+    time.sleep(seconds)
