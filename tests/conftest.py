@@ -11,7 +11,7 @@ import pytest
 import structlog
 from hypothesis import settings
 
-from otel_logkit import context, setup
+from otel_logkit import _failsafe, context, setup
 from otel_logkit.config import Settings
 from otel_logkit.testing import Captured, capture
 
@@ -21,6 +21,9 @@ settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True
 settings.register_profile("dev", deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
+# otel-logkit's own bugs surface in its own tests; users' test runs keep the containment.
+_failsafe.raise_errors = True
+
 
 @pytest.fixture(autouse=True)
 def _clean_slate() -> Iterator[None]:
@@ -29,6 +32,8 @@ def _clean_slate() -> Iterator[None]:
     handlers, level = list(root.handlers), root.level
     yield
     setup.reset()
+    _failsafe.reset()
+    _failsafe.raise_errors = True
     structlog.reset_defaults()
     structlog.contextvars.clear_contextvars()
     context.request_id.set(None)

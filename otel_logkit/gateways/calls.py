@@ -6,8 +6,7 @@ that a call looks the same in spans and logs whichever way it was made.
 
 from __future__ import annotations
 
-import os
-import sys
+import contextlib
 import time
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -18,9 +17,10 @@ import structlog
 from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 from opentelemetry.trace import Span, Status, StatusCode
 
+from otel_logkit import _failsafe
 from otel_logkit import attributes as attr
 from otel_logkit.redact import Redactor
-from otel_logkit.redact.bodies import truncate_bytes
+from otel_logkit.redact.text import truncate_bytes
 
 
 def logger() -> Any:
@@ -58,35 +58,21 @@ class CallState:
 _CURRENT: ContextVar[tuple[Span, CallState] | None] = ContextVar("otel_logkit.gateway_call", default=None)
 
 
-def under_pytest() -> bool:
-    """Hooks re-raise their own bugs under pytest so tests surface them (logfire's trick)."""
-    return "pytest" in sys.modules or "PYTEST_CURRENT_TEST" in os.environ
-
-
-_reported: set[str] = set()
-
-
 def failsafe(name: str, span: Span | None, func: Callable[P, None], *args: P.args, **kwargs: P.kwargs) -> None:
-    """Run a hook; a failure is recorded on the span and logged once, never raised into the app.
+    """Run a hook; a failure is recorded on the span and reported once, never raised into the app.
 
     Args:
-        name: the hook's name, used to log each failing hook once.
+        name: the hook's name, used to report each failing hook once.
         span: the span to mark with ``otel_logkit.hook_error``, if any.
         func: the hook body.
     """
     try:
         func(*args, **kwargs)
-    except Exception as exc:
-        if under_pytest():
-            raise
-        try:
+    except Exception as exc:  # noqa: BLE001 - telemetry must not reach the app
+        with contextlib.suppress(Exception):
             if span is not None and span.is_recording():
                 span.set_attribute(attr.HOOK_ERROR, type(exc).__qualname__)
-            if name not in _reported:
-                _reported.add(name)
-                logger().warning("otel-logkit hook failed; the call itself is unaffected", hook=name, exc_info=exc)
-        except Exception:  # noqa: BLE001, S110 - the guard itself must never raise into the app
-            pass
+        _failsafe.report(f"gateway hook {name}", exc)
 
 
 def start_call(span: Span, kind: str, operation: str, params: str, *, span_name: str | None) -> CallState:

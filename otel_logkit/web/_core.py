@@ -5,18 +5,16 @@ from __future__ import annotations
 import contextlib
 import re
 import time
-from collections.abc import Mapping
 from contextvars import Token
-from typing import Any
+from typing import Any, TypeAlias
 
 import structlog
 from opentelemetry import baggage, trace
 from opentelemetry import context as otel_context
 from opentelemetry.trace import NonRecordingSpan, SpanContext
 
-from otel_logkit import attributes, context
+from otel_logkit import _failsafe, attributes, context
 from otel_logkit.config import Settings
-from otel_logkit.web import _failsafe
 from otel_logkit.web.body import BodyCapture, BodySummarizer
 
 ACCESS_LOGGER = "otel_logkit.access"
@@ -37,6 +35,7 @@ class RequestState:
 
     __slots__ = (
         "body",
+        "client_gone",
         "client_ip",
         "excluded",
         "finished",
@@ -79,6 +78,7 @@ class RequestState:
         self.span_context: SpanContext | None = None
         self.logged_exc: BaseException | None = None
         self.finished = False
+        self.client_gone = False
         self.inner_token: Token[otel_context.Context] | None = None
 
 
@@ -92,12 +92,12 @@ class RequestLogging:
 
     Args:
         settings: the effective settings (body summary size, excluded URLs).
-        redactor: summarizes request bodies; ``None`` uses a blunt local fallback.
+        redactor: summarizes request bodies; ``None``: the configured redactor (one per process).
     """
 
     def __init__(self, settings: Settings, redactor: BodySummarizer | None) -> None:
         self.settings = settings
-        self.redactor = redactor
+        self.redactor: BodySummarizer = redactor if redactor is not None else configured_redactor(settings)
         patterns = settings.excluded_urls
         self._excluded = re.compile("|".join(f"(?:{p})" for p in patterns)) if patterns else None
         self._access = structlog.get_logger(ACCESS_LOGGER)
@@ -131,7 +131,6 @@ class RequestLogging:
         state.logged_exc = exc
         mark_logged(exc)
         try:
-            limit = self.settings.body_summary_max
             with _SpanScope(state):
                 self._error.error(
                     "unhandled exception",
@@ -141,7 +140,7 @@ class RequestLogging:
                     method=state.method,
                     path=state.path,
                     route=state.route,
-                    request_body=state.body.summary(limit, self.redactor),
+                    request_body=state.body.summary(self.redactor),
                 )
         except Exception as error:  # noqa: BLE001 - telemetry must not reach the app
             _failsafe.report("error line", error)
@@ -154,7 +153,11 @@ class RequestLogging:
         if state.excluded:
             return
         try:
-            status = state.status_code if state.status_code is not None else 500
+            status = state.status_code
+            if status is None:
+                # No response started: the client left (cancelled, disconnected) - nginx's 499,
+                # normal traffic - or the app returned none and the server answers 500 itself.
+                status = CLIENT_CLOSED_REQUEST if state.client_gone and state.logged_exc is None else 500
             fields: dict[str, Any] = {
                 "method": state.method,
                 "route": state.route,
@@ -179,6 +182,23 @@ class RequestLogging:
             _failsafe.report("access line", exc)
 
 
+def configured_settings() -> Settings:
+    """The settings :func:`otel_logkit.configure` put in force (its overrides included), else the env's."""
+    from otel_logkit import setup
+
+    return setup.current_settings() or Settings.from_env()
+
+
+def configured_redactor(settings: Settings) -> BodySummarizer:
+    """The process's one redactor once configured; before that, one built from ``settings``."""
+    from otel_logkit import setup
+    from otel_logkit.redact import Redactor
+
+    return setup.current_redactor() or Redactor.from_settings(settings)
+
+
+CLIENT_CLOSED_REQUEST = 499
+"""``status_code`` of the access line when the client left before any response started (as nginx)."""
 _LOGGED_MARK = "__otel_logkit_logged__"
 
 
@@ -212,19 +232,17 @@ class _SpanScope:
             otel_context.detach(self._token)
 
 
-Bound = tuple["Token[str | None]", "Mapping[str, Token[Any]]"]
+Bound: TypeAlias = "Token[str | None]"
 
 
 def bind_request_id(request_id: str) -> Bound:
-    """Set the request id in :mod:`otel_logkit.context` and structlog's contextvars."""
-    return context.request_id.set(request_id), structlog.contextvars.bind_contextvars(request_id=request_id)
+    """Set the request id in :mod:`otel_logkit.context`, the one place every line reads it from."""
+    return context.request_id.set(request_id)
 
 
 def unbind_request_id(bound: Bound) -> None:
     """Undo :func:`bind_request_id` (contained: a failure here must not replace the app's outcome)."""
-    token, structlog_tokens = bound
     try:
-        structlog.contextvars.reset_contextvars(**structlog_tokens)
-        context.request_id.reset(token)
+        context.request_id.reset(bound)
     except Exception as exc:  # noqa: BLE001 - telemetry must not reach the app
         _failsafe.report("request id reset", exc)

@@ -29,8 +29,8 @@ from typing import Any
 
 import wrapt
 
+from otel_logkit import _failsafe
 from otel_logkit.config import Settings
-from otel_logkit.web import _failsafe
 from otel_logkit.web._core import was_logged
 from otel_logkit.web.asgi import RequestContextMiddleware, SpanProbe
 from otel_logkit.web.body import BodySummarizer
@@ -97,13 +97,20 @@ def uninstall() -> None:
         _Installed.generation += 1
 
 
+# What servers and frameworks write for an unhandled exception that otel-logkit's error line
+# already carries: uvicorn's and Flask's own templates.
+_SERVER_ERROR_TEMPLATES = ("Exception in ASGI application", "Exception on ")
+
+
 class DuplicateErrorFilter(logging.Filter):
-    """Drop a server's own "Exception in ASGI application" line when the error line has it."""
+    """Drop, from otel-logkit's console, a server's own line for an exception it already wrote."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        """Keep the record unless its exception was already written by otel-logkit."""
+        """Keep the record unless it is a server's duplicate of otel-logkit's error line."""
         exc_info = record.exc_info
-        return not (exc_info and was_logged(exc_info[1]))
+        if not (exc_info and was_logged(exc_info[1])):
+            return True
+        return not (isinstance(record.msg, str) and record.msg.startswith(_SERVER_ERROR_TEMPLATES))
 
 
 class WerkzeugAccessFilter(logging.Filter):
@@ -111,25 +118,21 @@ class WerkzeugAccessFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Keep werkzeug's other lines (start-up, errors)."""
-        return not (isinstance(record.msg, str) and record.msg.endswith('] "%s" %s %s'))
+        return not (record.name == "werkzeug" and isinstance(record.msg, str) and record.msg.endswith('] "%s" %s %s'))
 
 
 def _silence_werkzeug_access() -> None:
-    server_logger = logging.getLogger("werkzeug")
-    if not any(isinstance(f, WerkzeugAccessFilter) for f in server_logger.filters):
-        server_logger.addFilter(WerkzeugAccessFilter())
+    from otel_logkit.logs.stdlib import add_console_filter
+
+    add_console_filter(WerkzeugAccessFilter())
 
 
 def _silence_uvicorn_access() -> None:
-    try:
-        from otel_logkit.logs.stdlib import silence_logger
-    except ImportError:  # pragma: no cover - the logging chain ships with the package
-        return
+    from otel_logkit.logs.stdlib import add_console_filter, silence_logger
+
+    # On otel-logkit's console only: the app's own handlers on these loggers still get them.
     silence_logger("uvicorn.access")
-    # Filters survive uvicorn's dictConfig (it replaces handlers, not filters).
-    server_logger = logging.getLogger("uvicorn.error")
-    if not any(isinstance(f, DuplicateErrorFilter) for f in server_logger.filters):
-        server_logger.addFilter(DuplicateErrorFilter())
+    add_console_filter(DuplicateErrorFilter())
 
 
 def _patch(cls: type, name: str, make: Any) -> None:

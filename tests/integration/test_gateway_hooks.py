@@ -18,11 +18,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 from structlog.testing import capture_logs
 
+from otel_logkit import _failsafe, context
 from otel_logkit import attributes as attr
-from otel_logkit import context
 from otel_logkit.config import Settings
-from otel_logkit.gateways import calls
-from otel_logkit.gateways.hooks import instrument_kwargs, uninstall_failure_observers
+from otel_logkit.gateways.hooks import install_failure_observers, instrument_kwargs, uninstall_failure_observers
 from otel_logkit.redact import REDACTED, RedactingSpanExporter, Redactor
 from tests.fakes.gateways import FakePaymentGateway, FakeSmsGateway
 
@@ -58,6 +57,7 @@ def instrument() -> Iterator[Instrument]:
         provider = TracerProvider()
         provider.add_span_processor(SimpleSpanProcessor(exporter))
         kwargs = instrument_kwargs(settings, Redactor.from_settings(settings))
+        install_failure_observers()  # configure() does this when LOGKIT_GATEWAYS names a host
         RequestsInstrumentor().instrument(tracer_provider=provider, **kwargs["requests"])
         HTTPXClientInstrumentor().instrument(tracer_provider=provider, **kwargs["httpx"])
         done.extend([RequestsInstrumentor(), HTTPXClientInstrumentor()])
@@ -271,28 +271,30 @@ class _BrokenRedactor(Redactor):
         raise RuntimeError("redactor bug")
 
 
-def test_hook_failure_never_reaches_the_app(monkeypatch: pytest.MonkeyPatch, payment: FakePaymentGateway) -> None:
-    """Outside pytest's re-raise, a broken hook leaves the call intact and marks the span."""
-    monkeypatch.setattr(calls, "under_pytest", lambda: False)
-    monkeypatch.setattr(calls, "_reported", set())
+def test_hook_failure_never_reaches_the_app(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, payment: FakePaymentGateway
+) -> None:
+    """Without the test switch, a broken hook leaves the call intact, marks the span and is reported once."""
+    monkeypatch.setattr(_failsafe, "raise_errors", False)
+    _failsafe.reset()
     settings = Settings.from_env({"LOGKIT_GATEWAYS": "payment=127.0.0.1"})
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     kwargs = instrument_kwargs(settings, _BrokenRedactor())
+    install_failure_observers()
     RequestsInstrumentor().instrument(tracer_provider=provider, **kwargs["requests"])
     try:
-        with capture_logs() as logs:
-            response = requests.post(payment.url + "/v1/charges", json={"amount": 1}, timeout=5)
+        response = requests.post(payment.url + "/v1/charges", json={"amount": 1}, timeout=5)
     finally:
         RequestsInstrumentor().uninstrument()
         uninstall_failure_observers()
     assert response.status_code == 200
     assert payment.requests[-1].json() == {"amount": 1}
     assert _only_span(exporter).attributes[attr.HOOK_ERROR] == "RuntimeError"
-    assert [entry["hook"] for entry in logs if entry["event"].startswith("otel-logkit hook failed")] == [
-        "requests.request_hook"
-    ]
+    reports = [r.getMessage() for r in caplog.records if r.getMessage().startswith("otel-logkit failed in")]
+    assert 1 == len(reports)
+    assert "gateway hook requests.request_hook" in reports[0]
 
 
 def test_concurrent_calls_with_tracing_off_keep_their_own_state(payment: FakePaymentGateway) -> None:
@@ -303,6 +305,7 @@ def test_concurrent_calls_with_tracing_off_keep_their_own_state(payment: FakePay
 
     settings = Settings.from_env({"LOGKIT_GATEWAYS": "payment=127.0.0.1"})
     kwargs = instrument_kwargs(settings, Redactor.from_settings(settings))
+    install_failure_observers()
     RequestsInstrumentor().instrument(tracer_provider=NoOpTracerProvider(), **kwargs["requests"])
     paths = ["/v1/fail", "/v1/refunds"] * 10
     try:

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from otel_logkit.web import RequestContextMiddleware, _failsafe
+from otel_logkit import _failsafe
+from otel_logkit.web import RequestContextMiddleware
 from otel_logkit.web.asgi import STATE_KEY
 from tests.integration.apps.capture import Captured, configured
 from tests.integration.apps.web_apps import make_fastapi_app
@@ -65,8 +66,7 @@ def run_raw(app: Any, scope: Any, body: bytes = b"") -> list[dict[str, Any]]:
     async def receive() -> dict[str, Any]:
         if messages:
             return messages.pop(0)
-        await asyncio.sleep(3600)
-        return {"type": "http.disconnect"}
+        return {"type": "http.disconnect"}  # the client is gone once its body is read
 
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
@@ -250,13 +250,15 @@ def test_telemetry_failure_is_contained(app: Any, logkit: Captured, monkeypatch:
     for _ in range(2):
         sent = run_raw(app, http_scope("/ping", []))
         assert next(m for m in sent if m["type"] == "http.response.start")["status"] == 200
-    reports = [line for line in logkit.lines() if "telemetry failed" in line["message"]]
+    reports = [line for line in logkit.lines() if line["message"].startswith("otel-logkit failed in")]
     assert len(reports) == 1
 
 
-def test_telemetry_failure_surfaces_under_pytest(app: Any, logkit: Captured, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Under pytest the same failure is re-raised, so bugs cannot hide in tests."""
-    monkeypatch.setattr(_failsafe, "raise_errors", None)
+def test_telemetry_failure_surfaces_under_the_test_switch(
+    app: Any, logkit: Captured, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With otel-logkit's test switch on, the same failure is re-raised, so bugs cannot hide in tests."""
+    monkeypatch.setattr(_failsafe, "raise_errors", True)
 
     def broken(*args: Any, **kwargs: Any) -> str:
         raise RuntimeError("telemetry bug")
@@ -274,3 +276,22 @@ def test_custom_request_id_header() -> None:
         assert response_header(sent, b"x-correlation-id") == [b"corr-1"]
         assert response_header(sent, b"x-request-id") == []
         assert [line["request_id"] for line in captured.access()] == ["corr-1"]
+
+
+def test_client_gone_before_the_response_is_not_a_5xx_error(logkit: Captured) -> None:
+    """A client that leaves before any response starts gives an INFO access line with status 499."""
+
+    async def waits_for_the_client(scope: Any, receive: Any, send: Any) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass  # the app sees the disconnect and returns without answering
+
+    async def cancelled(scope: Any, receive: Any, send: Any) -> None:
+        raise asyncio.CancelledError
+
+    run_raw(RequestContextMiddleware(waits_for_the_client), http_scope("/slow", []))
+    with pytest.raises(asyncio.CancelledError):
+        run_raw(RequestContextMiddleware(cancelled), http_scope("/slow", []))
+    access = logkit.access()
+    assert [(499, "INFO", True), (499, "INFO", True)] == [
+        (line["status_code"], line["level"], line["response_incomplete"]) for line in access
+    ]
