@@ -28,8 +28,7 @@ from typing import Any
 import structlog
 import wrapt
 
-from otel_logkit import context
-from otel_logkit.web import _failsafe
+from otel_logkit import _failsafe, context
 from otel_logkit.web.request_id import sane_request_id
 
 REQUEST_ID_HEADER = "otel_logkit_request_id"
