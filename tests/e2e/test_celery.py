@@ -189,7 +189,7 @@ class Order:
 
 
 def place_order(stack: Stack, request_id: str, phone: str, done: str) -> Order:
-    """POST an order with ``phone`` and wait until the worker logged ``done`` for its task."""
+    """POST an order with ``phone`` and wait until the worker logged ``done`` (its last line) for its task."""
     body = json.dumps({"product_id": 1, "quantity": 1, "card": {"number": CARD, "cvv": "737"}, "phone": phone})
     request = urllib.request.Request(
         f"{stack.shop_url}/orders",
@@ -212,7 +212,7 @@ def place_order(stack: Stack, request_id: str, phone: str, done: str) -> Order:
 @pytest.fixture(scope="module")
 def retried(stack: Stack) -> Order:
     """An order whose confirmation SMS is retried once (503), then sent."""
-    return place_order(stack, "e2e-order-retried-0001", RETRIED_PHONE, "order confirmation sent")
+    return place_order(stack, "e2e-order-retried-0001", RETRIED_PHONE, "task finished")
 
 
 @pytest.fixture(scope="module")
