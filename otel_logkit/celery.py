@@ -38,7 +38,9 @@ TASK_LOGGER = "otel_logkit.celery"
 """Logger name of the task outcome lines and the worker start-up line."""
 
 _logger = structlog.get_logger(TASK_LOGGER)
-_CELERY_LOGGERS = ("celery.app.trace", "celery.worker.strategy")
+_CELERY_LOGGERS = ("celery.app.trace", "celery.worker.strategy", "celery.pool")
+# The pool's DEBUG line prints the raw task message (arguments included) as one repr string.
+_POOL_APPLY = "TaskPool: Apply %s (args:%s kwargs:%s)"
 _SUCCESS = "SUCCESS"
 _ORIGINALS: dict[str, Callable[..., Any]] = {}
 
@@ -71,13 +73,15 @@ class TaskRun:
 
 
 class _OutcomeFilter(logging.Filter):
-    """Drops Celery's per-task outcome lines (ours replace them) and its raw ``data`` extra."""
+    """Drops Celery's per-task outcome lines (ours replace them), the pool's raw-message DEBUG
+    line, and the raw ``data`` extra of the lines it keeps."""
 
     def __init__(self) -> None:
         super().__init__()
         from celery.app import trace
 
-        self._dropped = frozenset(fmt.strip() for fmt in (trace.LOG_SUCCESS, trace.LOG_FAILURE, trace.LOG_RETRY))
+        outcomes = (trace.LOG_SUCCESS, trace.LOG_FAILURE, trace.LOG_RETRY)
+        self._dropped = frozenset(fmt.strip() for fmt in outcomes) | {_POOL_APPLY}
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Keep the record unless it is one of Celery's outcome lines."""

@@ -103,6 +103,13 @@ def test_celery_outcome_lines_are_replaced(app: Celery, logkit: Captured) -> Non
     assert [] == [x for x in logkit.lines() if x["logger"] == "celery.app.trace"]
 
 
+def test_pool_debug_line_with_the_raw_message_is_dropped(app: Celery, logkit: Captured) -> None:
+    """The pool's `TaskPool: Apply` DEBUG line (the raw message, arguments included) is not written."""
+    logging.getLogger("celery.pool").debug("TaskPool: Apply %s (args:%s kwargs:%s)", "f", (CARD,), {})
+    logging.getLogger("celery.pool").debug("pool started")
+    assert ["pool started"] == [x["message"] for x in logkit.lines() if x["logger"] == "celery.pool"]
+
+
 def test_retry_is_one_warning_with_count_and_reason(app: Celery, logkit: Captured) -> None:
     """A retry is logged at WARNING with the retry count and the reason, then the retried run finishes."""
     app.tasks["t.flaky"].apply()
