@@ -31,7 +31,7 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
 )
 
-from otel_logkit import web, wire
+from otel_logkit import sql, web, wire
 from otel_logkit.config import Settings
 from otel_logkit.gateways.hooks import install_failure_observers, instrument_kwargs, uninstall_failure_observers
 from otel_logkit.logs import chain, stdlib
@@ -47,6 +47,8 @@ _INSTRUMENTATIONS = (
     ("requests", "requests", "opentelemetry.instrumentation.requests", "RequestsInstrumentor"),
     ("httpx", "httpx", "opentelemetry.instrumentation.httpx", "HTTPXClientInstrumentor"),
     ("flask", "flask", "opentelemetry.instrumentation.flask", "FlaskInstrumentor"),
+    # contrib's instrumentor plus request_id in its sqlcommenter comment (otel_logkit.sql).
+    ("sqlalchemy", "sqlalchemy", "otel_logkit.sql", "SQLAlchemyInstrumentor"),
     # otel-logkit's own: logging, task context and outcome lines, then the contrib instrumentation.
     ("celery", "celery", "otel_logkit.celery", "CeleryInstrumentor"),
 )
@@ -228,6 +230,8 @@ def _instrument(runtime: _Runtime, redactor: Redactor, disabled: set[str]) -> li
             # The per-message "http send"/"http receive" spans double the span work per request
             # and say nothing the server span does not.
             kwargs["exclude_spans"] = ["receive", "send"]
+        if name == "sqlalchemy":
+            kwargs.update(sql.instrument_kwargs(runtime.settings))
         if name == "celery":
             kwargs["redactor"] = redactor
         if name in _ON_IMPORT and library not in sys.modules:
@@ -242,16 +246,16 @@ def _instrument(runtime: _Runtime, redactor: Redactor, disabled: set[str]) -> li
     return done
 
 
-_ON_IMPORT = frozenset({"flask", "celery"})
-"""Instrumentations applied when the app imports the framework (importing Flask costs ~70 ms)."""
+_ON_IMPORT = frozenset({"flask", "sqlalchemy", "celery"})
+"""Instrumentations applied when the app imports the library (importing Flask costs ~70 ms)."""
 
 
 def _apply(module_name: str, class_name: str, kwargs: dict[str, Any]) -> Any:
     try:
         module = importlib.import_module(module_name)
+        instrumentor = getattr(module, class_name)()
     except ImportError:
         return None  # the optional instrumentation package is not installed
-    instrumentor = getattr(module, class_name)()
     if instrumentor.is_instrumented_by_opentelemetry:
         return None
     instrumentor.instrument(**kwargs)
