@@ -31,9 +31,8 @@ from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from examples.shop.db import Order, Product, Store
-
 from examples.shop import tasks  # order confirmation SMS (Celery; in-process without a broker)
+from examples.shop.db import Order, Product, Store
 
 log = structlog.get_logger()
 audit = logging.getLogger("shop.audit")
