@@ -49,6 +49,8 @@ _INSTRUMENTATIONS = (
     ("flask", "flask", "opentelemetry.instrumentation.flask", "FlaskInstrumentor"),
     # contrib's instrumentor plus request_id in its sqlcommenter comment (otel_logkit.sql).
     ("sqlalchemy", "sqlalchemy", "otel_logkit.sql", "SQLAlchemyInstrumentor"),
+    # otel-logkit's own: logging, task context and outcome lines, then the contrib instrumentation.
+    ("celery", "celery", "otel_logkit.celery", "CeleryInstrumentor"),
 )
 HANDLED_INSTRUMENTATIONS = frozenset(name for name, *_ in _INSTRUMENTATIONS)
 """Entry points that :func:`configure` instruments itself (with otel-logkit's options and hooks)."""
@@ -230,6 +232,8 @@ def _instrument(runtime: _Runtime, redactor: Redactor, disabled: set[str]) -> li
             kwargs["exclude_spans"] = ["receive", "send"]
         if name == "sqlalchemy":
             kwargs.update(sql.instrument_kwargs(runtime.settings))
+        if name == "celery":
+            kwargs["redactor"] = redactor
         if name in _ON_IMPORT and library not in sys.modules:
             # Instrumenting imports the framework: wait until the app does (start-up time).
             wrapt.register_post_import_hook(
@@ -242,7 +246,7 @@ def _instrument(runtime: _Runtime, redactor: Redactor, disabled: set[str]) -> li
     return done
 
 
-_ON_IMPORT = frozenset({"flask", "sqlalchemy"})
+_ON_IMPORT = frozenset({"flask", "sqlalchemy", "celery"})
 """Instrumentations applied when the app imports the library (importing Flask costs ~70 ms)."""
 
 
