@@ -69,6 +69,11 @@ class Settings:
     export_queue_size: int = 20_000
     shutdown_timeout: float = 5.0
     sql_commenter: bool = False
+    request_buffer: int | None = None
+    request_buffer_max: int = 200
+    slow_request_ms: float = 1000.0
+    dedup_window: float | None = None
+    dedup_burst: int = 5
     sdk_disabled: bool = False
     traces_exporter: str = "otlp"
     logs_exporter: str = "otlp"
@@ -151,6 +156,17 @@ class Settings:
             ),
             shutdown_timeout=_seconds(ev.LOGKIT_SHUTDOWN_TIMEOUT, get(ev.LOGKIT_SHUTDOWN_TIMEOUT), 5.0),
             sql_commenter=_bool(ev.LOGKIT_SQL_COMMENTER, get(ev.LOGKIT_SQL_COMMENTER)),
+            request_buffer=_buffer_level(get(ev.LOGKIT_REQUEST_BUFFER)),
+            request_buffer_max=_int(
+                ev.LOGKIT_REQUEST_BUFFER_MAX, get(ev.LOGKIT_REQUEST_BUFFER_MAX), 200, 1, 100_000
+            ),
+            slow_request_ms=_positive(ev.LOGKIT_SLOW_REQUEST_MS, get(ev.LOGKIT_SLOW_REQUEST_MS), 1000.0, 3_600_000),
+            dedup_window=(
+                _positive(ev.LOGKIT_DEDUP_WINDOW, get(ev.LOGKIT_DEDUP_WINDOW), 0.0, 86_400)
+                if get(ev.LOGKIT_DEDUP_WINDOW) is not None
+                else None
+            ),
+            dedup_burst=_int(ev.LOGKIT_DEDUP_BURST, get(ev.LOGKIT_DEDUP_BURST), 5, 1, 1_000_000),
             sdk_disabled=_bool("OTEL_SDK_DISABLED", get("OTEL_SDK_DISABLED")),
             traces_exporter=_exporter("OTEL_TRACES_EXPORTER", get("OTEL_TRACES_EXPORTER")),
             logs_exporter=_exporter("OTEL_LOGS_EXPORTER", get("OTEL_LOGS_EXPORTER")),
@@ -190,6 +206,25 @@ def _int(variable: str, value: str | None, default: int, low: int, high: int) ->
         number = low - 1
     if not low <= number <= high:
         raise ConfigError(variable, value, f"an integer from {low} to {high}")
+    return number
+
+
+def _buffer_level(value: str | None) -> int | None:
+    """``LOGKIT_REQUEST_BUFFER``: a level name, or ``off`` (the default)."""
+    if value is None or value.lower() == "off":
+        return None
+    return LEVELS[_choice(ev.LOGKIT_REQUEST_BUFFER, value, (*LEVELS, "OFF"), upper=True)]
+
+
+def _positive(variable: str, value: str | None, default: float, high: float) -> float:
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not 0 < number <= high:
+        raise ConfigError(variable, value, f"a number greater than 0 and at most {high:.0f}")
     return number
 
 

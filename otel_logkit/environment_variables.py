@@ -52,6 +52,27 @@ every SQL statement SQLAlchemy sends, so the database's own logs name the reques
 (default ``false``: a comment that differs per statement defeats prepared-statement and plan
 caches; README.md "Follow one request" has the numbers)."""
 
+LOGKIT_REQUEST_BUFFER = "LOGKIT_REQUEST_BUFFER"
+"""A level (``DEBUG``, ``INFO``, ...) below ``LOGKIT_LOG_LEVEL``: a request's lines at or above it
+but below ``LOGKIT_LOG_LEVEL`` are held for that request and written, marked ``buffered: true``,
+only when it ends with a 5xx, an unhandled exception or after ``LOGKIT_SLOW_REQUEST_MS``
+(default: off). Jobs get the same buffer."""
+
+LOGKIT_REQUEST_BUFFER_MAX = "LOGKIT_REQUEST_BUFFER_MAX"
+"""Lines held per request (or job) by the request buffer; the oldest go first (default ``200``)."""
+
+LOGKIT_SLOW_REQUEST_MS = "LOGKIT_SLOW_REQUEST_MS"
+"""Milliseconds after which a request counts as slow and its buffered lines are written
+(default ``1000``)."""
+
+LOGKIT_DEDUP_WINDOW = "LOGKIT_DEDUP_WINDOW"
+"""Seconds of the repeated-error window: the same ``error_fingerprint`` is written at most
+``LOGKIT_DEDUP_BURST`` times per window, then one ``repeated error suppressed`` line with the
+count (default: off)."""
+
+LOGKIT_DEDUP_BURST = "LOGKIT_DEDUP_BURST"
+"""Lines of one error fingerprint written per ``LOGKIT_DEDUP_WINDOW`` (default ``5``)."""
+
 ALL: tuple[str, ...] = (
     LOGKIT_ENV,
     LOGKIT_LOG_LEVEL,
@@ -65,5 +86,10 @@ ALL: tuple[str, ...] = (
     LOGKIT_EXPORT_QUEUE_SIZE,
     LOGKIT_SHUTDOWN_TIMEOUT,
     LOGKIT_SQL_COMMENTER,
+    LOGKIT_REQUEST_BUFFER,
+    LOGKIT_REQUEST_BUFFER_MAX,
+    LOGKIT_SLOW_REQUEST_MS,
+    LOGKIT_DEDUP_WINDOW,
+    LOGKIT_DEDUP_BURST,
 )
 """Every variable above, in documentation order."""

@@ -83,10 +83,48 @@ def luhn_valid(number: str) -> bool:
     return total % 10 == 0
 
 
+# Card networks' number ranges (IIN prefixes) and lengths: a Luhn-valid digit run is a card
+# only when it falls in one. (first prefix, last prefix, lengths); prefixes compared as numbers
+# of their own width.
+_NETWORKS: tuple[tuple[int, int, frozenset[int]], ...] = (
+    (4, 4, frozenset({13, 16, 19})),  # Visa
+    (51, 55, frozenset({16})),  # Mastercard
+    (2221, 2720, frozenset({16})),  # Mastercard 2-series
+    (34, 34, frozenset({15})),  # American Express
+    (37, 37, frozenset({15})),
+    (300, 305, frozenset({14, 15, 16, 17, 18, 19})),  # Diners Club
+    (36, 36, frozenset({14, 15, 16, 17, 18, 19})),
+    (38, 39, frozenset({14, 15, 16, 17, 18, 19})),
+    (3528, 3589, frozenset({16, 17, 18, 19})),  # JCB
+    (6011, 6011, frozenset({16, 17, 18, 19})),  # Discover
+    (644, 649, frozenset({16, 17, 18, 19})),
+    (65, 65, frozenset({16, 17, 18, 19})),
+    (62, 62, frozenset({16, 17, 18, 19})),  # UnionPay (and Discover's 622126-622925)
+    (50, 50, frozenset({12, 13, 14, 15, 16, 17, 18, 19})),  # Maestro
+    (56, 58, frozenset({12, 13, 14, 15, 16, 17, 18, 19})),
+    (633, 633, frozenset({12, 13, 14, 15, 16, 17, 18, 19})),  # Solo, Switch
+    (639, 639, frozenset({12, 13, 14, 15, 16, 17, 18, 19})),
+    (6759, 6759, frozenset({12, 13, 14, 15, 16, 17, 18, 19})),
+    (6761, 6763, frozenset({12, 13, 14, 15, 16, 17, 18, 19})),
+    (2200, 2204, frozenset({16, 17, 18, 19})),  # Mir
+)
+
+
+def in_card_range(digits: str) -> bool:
+    """Whether ``digits`` has the prefix and length of a card network's numbers (IIN ranges)."""
+    length = len(digits)
+    for first, last, lengths in _NETWORKS:
+        if length in lengths:
+            width = len(str(first))
+            if first <= int(digits[:width]) <= last:
+                return True
+    return False
+
+
 def is_card_number(text: str) -> bool:
-    """A payment card: 13-19 digits (spaces or dashes allowed), a card-network prefix, Luhn-valid."""
+    """A payment card: 13-19 digits (spaces or dashes allowed), in a card network's range, Luhn-valid."""
     digits = digits_of(text)
-    return 13 <= len(digits) <= 19 and digits[0] in "23456" and luhn_valid(digits)
+    return 13 <= len(digits) <= 19 and in_card_range(digits) and luhn_valid(digits)
 
 
 def mask_card(text: str) -> str:

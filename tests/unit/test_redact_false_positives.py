@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import pytest
 
+from bench.bench_card_false_positives import TEST_CARDS
 from otel_logkit.redact import Redactor
 
 REDACTOR = Redactor()
@@ -131,3 +132,19 @@ def test_sixteen_digit_numeric_references_are_a_known_limit() -> None:
     print(f"false-positive rate bare 16-digit numbers in text: {rate:.2%}")
     assert rate < 0.08
     assert all(REDACTOR.redact_event({"payment_ref_id": f"pr_{v}"})["payment_ref_id"] == f"pr_{v}" for v in values)
+
+
+@pytest.mark.parametrize("card", TEST_CARDS)
+def test_every_published_test_card_is_caught(card: str) -> None:
+    """The major networks' test card numbers are all masked (no miss from the IIN ranges)."""
+    assert f"card ****{card[-4:]}" == REDACTOR.redact_text(f"card {card}")
+
+
+@pytest.mark.parametrize(
+    "number",
+    ["2000000000000006", "3100000000000003", "5900000000000000", "6900000000000008", "378282246310005123"],
+    ids=["2-outside-mir-mc", "3-outside-diners-jcb-amex", "59-no-network", "69-no-network", "amex-prefix-18-digits"],
+)
+def test_luhn_valid_numbers_outside_card_ranges_are_kept(number: str) -> None:
+    """A number whose prefix or length no card network uses stays as it is, Luhn-valid or not."""
+    assert f"ref {number}" == REDACTOR.redact_text(f"ref {number}")
