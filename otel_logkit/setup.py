@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import functools
 import importlib
 import importlib.util
 import logging
@@ -18,7 +17,6 @@ from types import FrameType
 from typing import IO, Any
 
 import structlog
-import wrapt
 from opentelemetry import trace
 from opentelemetry.sdk._logs.export import LogRecordExporter
 from opentelemetry.sdk.resources import Resource
@@ -45,10 +43,13 @@ _INSTRUMENTATIONS = (
     ("fastapi", "fastapi", "opentelemetry.instrumentation.fastapi", "FastAPIInstrumentor"),
     ("requests", "requests", "opentelemetry.instrumentation.requests", "RequestsInstrumentor"),
     ("httpx", "httpx", "opentelemetry.instrumentation.httpx", "HTTPXClientInstrumentor"),
-    ("flask", "flask", "opentelemetry.instrumentation.flask", "FlaskInstrumentor"),
 )
-HANDLED_INSTRUMENTATIONS = frozenset(name for name, *_ in _INSTRUMENTATIONS)
-"""Entry points that :func:`configure` instruments itself (with otel-logkit's options and hooks)."""
+HANDLED_INSTRUMENTATIONS = frozenset({*(name for name, *_ in _INSTRUMENTATIONS), "flask"})
+"""Entry points that :func:`configure` instruments itself (with otel-logkit's options and hooks).
+
+Flask is traced by :mod:`otel_logkit.web.flask` (the official WSGI middleware), never by the
+contrib ``FlaskInstrumentor``, which replaces ``flask.Flask`` and keeps every app alive.
+"""
 
 
 @dataclass
@@ -128,7 +129,13 @@ def configure(
             disabled = _disabled_instrumentations()
             runtime.instrumentors = _instrument(runtime, redactor, disabled | {"fastapi"} if native else disabled)
             fastapi_defaults = native_fastapi.telemetry_defaults(tracing=not disabled & {"fastapi", "*"})
-            web.install(settings, redactor, fastapi_defaults if native else None)
+            flask_traced = runtime.tracer_provider is not None and not disabled & {"flask", "*"}
+            web.install(
+                settings,
+                redactor,
+                fastapi_defaults if native else None,
+                flask_tracer_provider=runtime.tracer_provider if flask_traced else None,
+            )
         _install_shutdown(runtime)
         return settings
 
@@ -221,20 +228,10 @@ def _instrument(runtime: _Runtime, redactor: Redactor, disabled: set[str]) -> li
             # The per-message "http send"/"http receive" spans double the span work per request
             # and say nothing the server span does not.
             kwargs["exclude_spans"] = ["receive", "send"]
-        if name in _ON_IMPORT and library not in sys.modules:
-            # Instrumenting imports the framework: wait until the app does (start-up time).
-            wrapt.register_post_import_hook(
-                functools.partial(_instrument_later, runtime, module_name, class_name, kwargs), library
-            )
-            continue
         instrumentor = _apply(module_name, class_name, kwargs)
         if instrumentor is not None:
             done.append(instrumentor)
     return done
-
-
-_ON_IMPORT = frozenset({"flask"})
-"""Instrumentations applied when the app imports the framework (importing Flask costs ~70 ms)."""
 
 
 def _apply(module_name: str, class_name: str, kwargs: dict[str, Any]) -> Any:
@@ -247,19 +244,6 @@ def _apply(module_name: str, class_name: str, kwargs: dict[str, Any]) -> Any:
         return None
     instrumentor.instrument(**kwargs)
     return instrumentor
-
-
-def _instrument_later(runtime: _Runtime, module_name: str, class_name: str, kwargs: dict[str, Any], _: Any) -> None:
-    with _lock:
-        if _runtime is not runtime or runtime.shut_down:
-            return  # configured again (tests) or shut down since the hook was registered
-        try:
-            instrumentor = _apply(module_name, class_name, kwargs)
-        except Exception as exc:  # noqa: BLE001 - instrumentation must not break the app's import
-            _report("warning", "instrumentation failed", {"instrumentation": module_name, "error": repr(exc)})
-            return
-        if instrumentor is not None:
-            runtime.instrumentors.append(instrumentor)
 
 
 # -- shutdown -----------------------------------------------------------------------------------

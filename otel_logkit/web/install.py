@@ -11,7 +11,10 @@ Mechanism (patching classes, so that apps need no code change):
   access and error lines carry its ``trace_id``/``span_id``.
 - ``FastAPI.__init__`` receives otel-logkit's ``telemetry`` options (:mod:`otel_logkit.web.native`)
   on FastAPI releases that trace requests themselves; the app's own options win.
-- ``Flask.__call__`` runs every request through a :class:`WSGIRequestContextMiddleware`.
+- ``Flask.__call__`` runs every request through a :class:`WSGIRequestContextMiddleware` around
+  the official WSGI middleware's server span (:mod:`otel_logkit.web.flask`); ``Flask.log_exception``
+  still runs, wrapped only to tell otel-logkit's own handler which line is a duplicate. Both
+  wrappers take ``*args, **kwargs``; no Flask class is replaced and no app object is kept.
 
 No framework is imported by otel-logkit: each class is patched when its module is imported by
 the app (a post-import hook), or at once if it is already imported. Patching twice is a no-op;
@@ -20,6 +23,7 @@ the app (a post-import hook), or at once if it is already imported. Patching twi
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import sys
@@ -29,12 +33,12 @@ from typing import Any
 
 import wrapt
 
-from otel_logkit.config import Settings
 from otel_logkit import _failsafe
+from otel_logkit.config import Settings
 from otel_logkit.web._core import was_logged
 from otel_logkit.web.asgi import RequestContextMiddleware, SpanProbe
 from otel_logkit.web.body import BodySummarizer
-from otel_logkit.web.types import Receive, Scope, Send, StartResponse, WSGIEnviron
+from otel_logkit.web.types import Receive, Scope, Send
 
 _PATCHED = "__otel_logkit_original__"
 _APP_ATTRIBUTE = "_otel_logkit_middleware"
@@ -44,6 +48,9 @@ class _Installed:
     settings: Settings | None = None
     redactor: BodySummarizer | None = None
     fastapi_telemetry: dict[str, Any] | None = None
+    flask_tracer_provider: Any = None
+    flask_chains: tuple[int, dict[bool, Any]] | None = None
+    flask_signals = False
     generation = 0
     hooks_registered = False
     patched: list[tuple[type, str, Any]] = []  # noqa: RUF012 - process-wide registry of patches
@@ -53,7 +60,10 @@ _lock = threading.Lock()
 
 
 def install(
-    settings: Settings, redactor: BodySummarizer | None = None, fastapi_telemetry: dict[str, Any] | None = None
+    settings: Settings,
+    redactor: BodySummarizer | None = None,
+    fastapi_telemetry: dict[str, Any] | None = None,
+    flask_tracer_provider: Any = None,
 ) -> None:
     """Install the request-context middleware on every Starlette/FastAPI and Flask app.
 
@@ -64,11 +74,14 @@ def install(
         redactor: an :class:`otel_logkit.redact.Redactor`; ``None`` uses a blunt local fallback.
         fastapi_telemetry: default ``FastAPI(telemetry=...)`` options for apps created from now
             on (FastAPI releases with their own telemetry); ``None`` leaves FastAPI's defaults.
+        flask_tracer_provider: where Flask's server spans go; ``None``: no Flask spans (the
+            request id, access and error lines stay).
     """
     with _lock:
         _Installed.settings = settings
         _Installed.redactor = redactor
         _Installed.fastapi_telemetry = fastapi_telemetry
+        _Installed.flask_tracer_provider = flask_tracer_provider
         _Installed.generation += 1
         register = not _Installed.hooks_registered
         _Installed.hooks_registered = True
@@ -94,7 +107,15 @@ def uninstall() -> None:
         _Installed.settings = None
         _Installed.redactor = None
         _Installed.fastapi_telemetry = None
+        _Installed.flask_tracer_provider = None
+        _Installed.flask_chains = None
         _Installed.generation += 1
+        if _Installed.flask_signals:
+            from otel_logkit.web import flask as flask_support
+
+            _Installed.flask_signals = False
+            flask_support.disconnect_signals()
+            flask_support.unfilter_own_handlers()
 
 
 class DuplicateErrorFilter(logging.Filter):
@@ -159,11 +180,17 @@ def _patch_fastapi(module: ModuleType) -> None:
 
 
 def _patch_flask(module: ModuleType) -> None:
+    from otel_logkit.web import flask as flask_support
+
     with _lock:
         if _Installed.settings is None:
             return
         _patch(module.Flask, "__call__", _wrap_wsgi_call)
-        _patch(module.Flask, "log_exception", _wrap_log_exception)
+        _patch(module.Flask, "log_exception", flask_support.wrap_log_exception)
+        if not _Installed.flask_signals:
+            _Installed.flask_signals = True
+            flask_support.connect_signals()
+        flask_support.filter_own_handlers()
     _silence_werkzeug_access()
 
 
@@ -240,33 +267,50 @@ def _wrap_fastapi_init(original: Any) -> Any:
     return __init__
 
 
-def _wrap_log_exception(original: Any) -> Any:
-    def log_exception(self: Any, exc_info: Any) -> None:
-        # Flask's own "Exception on /path [METHOD]" line would be a second ERROR line.
-        if exc_info and was_logged(exc_info[1]):
-            return
-        original(self, exc_info)
+def _flask_chain(traced: bool) -> Any:
+    """The WSGI chain Flask apps' calls run through, for the current installation.
 
-    return log_exception
+    One per process (apps differ only in the innermost call, passed down per call), so no app
+    object is referenced from here. ``traced=False`` for apps the contrib Flask instrumentation
+    already traces (``FlaskInstrumentor.instrument_app``): no second server span.
+    """
+    cached = _Installed.flask_chains
+    if cached is None or cached[0] != _Installed.generation:
+        cached = _Installed.flask_chains = (_Installed.generation, {})
+    built = cached[1].get(traced)
+    if built is not None:
+        return built
+    settings = _Installed.settings
+    if settings is None:
+        return None
+    from opentelemetry.util.http import get_excluded_urls
+
+    from otel_logkit.web import flask as flask_support
+    from otel_logkit.web.wsgi import WSGIRequestContextMiddleware
+
+    inner: Any = flask_support.call_current
+    if traced and _Installed.flask_tracer_provider is not None:
+        # Without opentelemetry-instrumentation-wsgi (otel-logkit[flask]) Flask gets no spans.
+        with contextlib.suppress(ImportError):
+            inner = flask_support.FlaskTracing(inner, _Installed.flask_tracer_provider, get_excluded_urls("FLASK"))
+    chain = WSGIRequestContextMiddleware(inner, settings, _Installed.redactor, route=flask_support.flask_route)
+    cached[1][traced] = chain
+    return chain
 
 
 def _wrap_wsgi_call(original: Any) -> Any:
-    from otel_logkit.web.wsgi import WSGIRequestContextMiddleware, flask_route, install_flask_hooks
+    from otel_logkit.web import flask as flask_support
 
-    def call(self: Any, environ: WSGIEnviron, start_response: StartResponse) -> Any:
-        try:
-            install_flask_hooks(self)
-            middleware = _middleware_for(
-                self,
-                lambda settings, redactor: WSGIRequestContextMiddleware(
-                    functools.partial(original, self), settings, redactor, route=flask_route
-                ),
-            )
-        except Exception as exc:  # noqa: BLE001 - telemetry must not reach the app
-            _failsafe.report("middleware setup", exc)
-            middleware = None
-        if middleware is None:
-            return original(self, environ, start_response)
-        return middleware(environ, start_response)
+    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        chain = None
+        if len(args) == 2 and not kwargs:
+            try:
+                chain = _flask_chain(not getattr(self, "_is_instrumented_by_opentelemetry", False))
+            except Exception as exc:  # noqa: BLE001 - telemetry must not reach the app
+                _failsafe.report("middleware setup", exc)
+        if chain is None:
+            return original(self, *args, **kwargs)
+        environ, start_response = args
+        return flask_support.calling(functools.partial(original, self), chain, environ, start_response)
 
     return call

@@ -1,29 +1,30 @@
 """Request context for WSGI apps (Flask): request id, access line, exception line.
 
 The same behaviour as :mod:`otel_logkit.web.asgi`. The access line is written when the
-response iterable is exhausted or closed, so ``duration_ms`` covers a streamed body. The
-request id is bound around each step the server drives (call, each chunk, close) rather than
-left set on the thread between them, so no id can bleed into another request.
+response iterable is exhausted or closed, so ``duration_ms`` covers a streamed body. Each
+request runs every step the server drives (call, each chunk, close) in its own copy of the
+caller's context, as an ASGI request runs in its own task: nothing bound during a request (the
+request id, fields bound with :func:`otel_logkit.bind`, the OpenTelemetry context) outlives it
+on a server thread that goes on to serve the next request.
 """
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry import trace
 
-from otel_logkit.config import Settings
 from otel_logkit import _failsafe
-from otel_logkit.web._core import RequestLogging, RequestState, bind_request_id, unbind_request_id
+from otel_logkit.config import Settings
+from otel_logkit.web._core import RequestLogging, RequestState, bind_request_id
 from otel_logkit.web.asgi import STATE_KEY
 from otel_logkit.web.body import BodyCapture, BodySummarizer
 from otel_logkit.web.client_ip import client_ip
 from otel_logkit.web.request_id import new_request_id, sane_request_id
 from otel_logkit.web.types import ExcInfo, StartResponse, WSGIApp, WSGIEnviron
-
-_HOOKS_ATTRIBUTE = "_otel_logkit_hooks"
 
 
 @dataclass
@@ -51,16 +52,23 @@ class WSGIRequestContextMiddleware:
         self._logging = RequestLogging(self.settings, self.redactor)
 
     def __call__(self, environ: WSGIEnviron, start_response: StartResponse) -> Iterable[bytes]:
-        """Serve one request."""
+        """Serve one request, in its own copy of the caller's context."""
         if STATE_KEY in environ:
             return self.app(environ, start_response)
+        context = contextvars.copy_context()
+        return context.run(self._serve, context, environ, start_response)
+
+    def _serve(
+        self, context: contextvars.Context, environ: WSGIEnviron, start_response: StartResponse
+    ) -> Iterable[bytes]:
         try:
             state = self._start(environ)
         except Exception as exc:  # noqa: BLE001 - telemetry must not reach the app
             _failsafe.report("request start", exc)
             return self.app(environ, start_response)
         environ[STATE_KEY] = state
-        bound = bind_request_id(state.request_id)
+        # Never reset: the context is this request's own, and is dropped with it.
+        bind_request_id(state.request_id)
         try:
             result = self.app(environ, self._start_response(state, environ, start_response))
         except BaseException as exc:
@@ -68,9 +76,7 @@ class WSGIRequestContextMiddleware:
                 self._logging.log_error(state, exc)
             self._finish(state, environ, complete=False)
             raise
-        finally:
-            unbind_request_id(bound)
-        return _Body(result, self, state, environ)
+        return _Body(result, self, state, environ, context)
 
     def _start(self, environ: WSGIEnviron) -> RequestState:
         # WSGI joins repeated headers with ", ": a joined value fails the sanity check.
@@ -137,7 +143,7 @@ class WSGIRequestContextMiddleware:
 
 
 class _Body:
-    """The app's response iterable, with the access line written when it ends."""
+    """The app's response iterable, run in the request's context, with the access line at its end."""
 
     def __init__(
         self,
@@ -145,18 +151,22 @@ class _Body:
         owner: WSGIRequestContextMiddleware,
         state: RequestState,
         environ: WSGIEnviron,
+        context: contextvars.Context,
     ) -> None:
         self._inner = inner
         self._iterator: Iterator[bytes] | None = None
         self._owner = owner
         self._state = state
         self._environ = environ
+        self._context = context
 
     def __iter__(self) -> Iterator[bytes]:
         return self
 
     def __next__(self) -> bytes:
-        bound = bind_request_id(self._state.request_id)
+        return self._context.run(self._next)
+
+    def _next(self) -> bytes:
         try:
             if self._iterator is None:
                 self._iterator = iter(self._inner)
@@ -169,19 +179,18 @@ class _Body:
                 self._state.owner.log_error(self._state, exc)
             self._owner._finish(self._state, self._environ, complete=False)
             raise
-        finally:
-            unbind_request_id(bound)
 
     def close(self) -> None:
         """Close the app's iterable (WSGI requires it) and write the access line if not yet done."""
-        bound = bind_request_id(self._state.request_id)
+        self._context.run(self._close)
+
+    def _close(self) -> None:
         try:
             close = getattr(self._inner, "close", None)
             if close is not None:
                 close()
         finally:
             self._owner._finish(self._state, self._environ, complete=False)
-            unbind_request_id(bound)
 
 
 class _CapturingInput:
@@ -222,76 +231,3 @@ def _text(value: Any) -> str:
     if not isinstance(value, str):
         return ""
     return value.encode("latin-1", errors="replace").decode("utf-8", errors="replace")
-
-
-def flask_route(environ: WSGIEnviron) -> str | None:
-    """The Flask URL rule of a finished request, e.g. ``/orders/<int:order_id>``."""
-    request = environ.get("werkzeug.request")
-    rule = getattr(request, "url_rule", None)
-    template = getattr(rule, "rule", None)
-    return template if isinstance(template, str) else None
-
-
-def install_flask_hooks(app: Any) -> None:
-    """Add the in-span hooks to a Flask app, once, after the OpenTelemetry ones.
-
-    ``before_request`` runs after OpenTelemetry's (which starts the server span), so it can tag
-    the span and put the request id in baggage; ``got_request_exception`` writes the error
-    line while the span is current.
-    """
-    if app.__dict__.get(_HOOKS_ATTRIBUTE):
-        return
-    app.__dict__[_HOOKS_ATTRIBUTE] = True
-    # Appended directly: Flask refuses setup methods after the first request, and these must
-    # run last among before_request functions and first among teardown functions.
-    app.before_request_funcs.setdefault(None, []).append(_flask_before_request)
-    app.teardown_request_funcs.setdefault(None, []).append(_flask_teardown_request)
-    from flask import got_request_exception
-
-    got_request_exception.connect(_flask_exception, app, weak=False)
-
-
-def _flask_state() -> RequestState | None:
-    from flask import request
-
-    state = request.environ.get(STATE_KEY)
-    return state if isinstance(state, RequestState) else None
-
-
-def _flask_before_request() -> None:
-    state = _flask_state()
-    if state is not None and state.inner_token is None:
-        state.inner_token = state.owner.enter_span(state)
-
-
-def _flask_teardown_request(exc: BaseException | None) -> None:
-    state = _flask_state()
-    if state is None:
-        return
-    state.span_context = state.span_context or _valid_span_context()
-    if state.route is None:
-        from flask import request
-
-        state.route = flask_route(request.environ)
-    token, state.inner_token = state.inner_token, None
-    if token is not None:
-        from opentelemetry import context as otel_context
-
-        try:
-            otel_context.detach(token)
-        except Exception as error:  # noqa: BLE001 - telemetry must not reach the app
-            _failsafe.report("context detach", error)
-
-
-def _flask_exception(sender: Any, exception: BaseException, **extra: Any) -> None:
-    from flask import request
-
-    state = _flask_state()
-    if state is not None:
-        state.route = state.route or flask_route(request.environ)
-        state.owner.log_error(state, exception)
-
-
-def _valid_span_context() -> trace.SpanContext | None:
-    span_context = trace.get_current_span().get_span_context()
-    return span_context if span_context.is_valid else None
