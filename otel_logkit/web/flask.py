@@ -3,10 +3,9 @@
 - Spans are made with ``opentelemetry-instrumentation-wsgi``'s functions (request and response
   attributes, span name, the W3C context read from the environ), as the contrib Flask
   instrumentation makes them, with the same names and attributes. The span starts with the
-  request, inside the request's own context (:mod:`otel_logkit.web.wsgi`), so nothing is
-  detached later from another context. When Flask has matched the URL (``request_started``) it
-  is renamed ``METHOD /rule`` and given ``http.route``; it ends at Flask's teardown, with an
-  unhandled exception recorded on it, as the contrib instrumentation does.
+  request and is current until Flask's teardown, where it ends with an unhandled exception
+  recorded on it, as the contrib instrumentation does; when Flask has matched the URL
+  (``request_started``) it is renamed ``METHOD /rule`` and given ``http.route``.
 - Nothing replaces a Flask class, uses a deprecated Flask API, or holds an app: the hooks are
   Flask signals connected once to module-level functions, and the app being called reaches the
   innermost WSGI callable through a ContextVar for the duration of the call.
@@ -36,6 +35,9 @@ from otel_logkit.web.types import StartResponse, WSGIApp, WSGIEnviron
 
 SPAN_KEY = "otel_logkit.server_span"
 """WSGI environ key of the request's server span, until it ends."""
+
+_TOKENS_KEY = "otel_logkit.server_span_tokens"
+_STARTED_KEY = "otel_logkit.request_started"
 
 _current_call: ContextVar[WSGIApp | None] = ContextVar("otel_logkit_flask_call", default=None)
 _duplicate_of: ContextVar[BaseException | None] = ContextVar("otel_logkit_flask_duplicate", default=None)
@@ -114,8 +116,7 @@ class FlaskTracing:
         if self._excluded is not None and self._excluded.url_disabled(request_uri(environ)):
             return None, {}
         attributes: dict[str, Any] = otel_wsgi.collect_request_attributes(environ, self._mode)
-        # Attached in this request's own context, which is dropped with the request: never detached.
-        span, _ = _start_internal_or_server_span(  # type: ignore[no-untyped-call]
+        span, token = _start_internal_or_server_span(  # type: ignore[no-untyped-call]
             tracer=self._tracer,
             span_name=otel_wsgi.get_default_span_name(environ),
             start_time=None,
@@ -127,8 +128,10 @@ class FlaskTracing:
             custom = otel_wsgi.collect_custom_request_headers_attributes(environ)
             if custom:
                 span.set_attributes(custom)
-        otel_context.attach(trace.set_span_in_context(span))
+        tokens = [token] if token is not None else []
+        tokens.append(otel_context.attach(trace.set_span_in_context(span)))
         environ[SPAN_KEY] = span
+        environ[_TOKENS_KEY] = tokens
         return span, attributes
 
     def _start_response(self, span: trace.Span, attributes: dict[str, Any], start_response: StartResponse) -> Any:
@@ -198,13 +201,16 @@ def _fail(span: trace.Span, exc: Exception, mode: Any) -> None:
 
 
 def end_span(environ: WSGIEnviron) -> None:
-    """End the request's server span, once."""
+    """End the request's server span and detach its context, once."""
     span = environ.pop(SPAN_KEY, None)
-    if isinstance(span, trace.Span):
-        try:
+    tokens = environ.pop(_TOKENS_KEY, ())
+    try:
+        if isinstance(span, trace.Span):
             span.end()
-        except Exception as exc:  # noqa: BLE001 - telemetry must not reach the app
-            _failsafe.report("server span end", exc)
+        for token in reversed(tokens):
+            otel_context.detach(token)
+    except Exception as exc:  # noqa: BLE001 - telemetry must not reach the app
+        _failsafe.report("server span end", exc)
 
 
 def span_name(method: str, rule: str | None) -> str:
@@ -251,7 +257,7 @@ def _on_request_started(sender: Any, **extra: Any) -> None:
         if isinstance(span, trace.Span) and span.is_recording() and isinstance(rule, str):
             span.update_name(span_name(str(request.environ.get("REQUEST_METHOD", "")), rule))
             span.set_attribute(HTTP_ROUTE, rule)
-        _started.set(state)  # in the request's own context (otel_logkit.web.wsgi): never reset
+        request.environ[_STARTED_KEY] = _started.set(state)
         if state.inner_token is None:
             # Tags the current (server) span with the request id and puts the id in baggage.
             state.inner_token = state.owner.enter_span(state)
@@ -281,6 +287,7 @@ def _on_request_tearing_down(sender: Any, exc: BaseException | None = None, **ex
         if token is not None:
             otel_context.detach(token)
         end_span(request.environ)
+        _started.reset(request.environ.pop(_STARTED_KEY))
     except Exception as error:  # noqa: BLE001 - telemetry must not reach the app
         _failsafe.report("request teardown", error)
 

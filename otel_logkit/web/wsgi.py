@@ -1,25 +1,27 @@
 """Request context for WSGI apps (Flask): request id, access line, exception line.
 
 The same behaviour as :mod:`otel_logkit.web.asgi`. The access line is written when the
-response iterable is exhausted or closed, so ``duration_ms`` covers a streamed body. Each
-request runs every step the server drives (call, each chunk, close) in its own copy of the
-caller's context, as an ASGI request runs in its own task: nothing bound during a request (the
-request id, fields bound with :func:`otel_logkit.bind`, the OpenTelemetry context) outlives it
-on a server thread that goes on to serve the next request.
+response iterable is exhausted or closed, so ``duration_ms`` covers a streamed body. The
+request's structlog fields (its id, and whatever the app binds with :func:`otel_logkit.bind`)
+are bound around each step the server drives (call, each chunk, close) and the thread's own
+fields are put back after each, so nothing bound in one request reaches the next request the
+thread serves, while a streamed body still sees what its view bound. Only structlog's fields
+are swapped: the app's other context variables (Flask's own contexts among them) behave as
+without otel-logkit.
 """
 
 from __future__ import annotations
 
-import contextvars
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import structlog
 from opentelemetry import trace
 
-from otel_logkit import _failsafe
+from otel_logkit import _failsafe, context
 from otel_logkit.config import Settings
-from otel_logkit.web._core import RequestLogging, RequestState, bind_request_id
+from otel_logkit.web._core import RequestLogging, RequestState
 from otel_logkit.web.asgi import STATE_KEY
 from otel_logkit.web.body import BodyCapture, BodySummarizer
 from otel_logkit.web.client_ip import client_ip
@@ -52,23 +54,17 @@ class WSGIRequestContextMiddleware:
         self._logging = RequestLogging(self.settings, self.redactor)
 
     def __call__(self, environ: WSGIEnviron, start_response: StartResponse) -> Iterable[bytes]:
-        """Serve one request, in its own copy of the caller's context."""
+        """Serve one request."""
         if STATE_KEY in environ:
             return self.app(environ, start_response)
-        context = contextvars.copy_context()
-        return context.run(self._serve, context, environ, start_response)
-
-    def _serve(
-        self, context: contextvars.Context, environ: WSGIEnviron, start_response: StartResponse
-    ) -> Iterable[bytes]:
         try:
             state = self._start(environ)
         except Exception as exc:  # noqa: BLE001 - telemetry must not reach the app
             _failsafe.report("request start", exc)
             return self.app(environ, start_response)
         environ[STATE_KEY] = state
-        # Never reset: the context is this request's own, and is dropped with it.
-        bind_request_id(state.request_id)
+        fields = _RequestFields(state.request_id)
+        outer = fields.enter()
         try:
             result = self.app(environ, self._start_response(state, environ, start_response))
         except BaseException as exc:
@@ -76,7 +72,9 @@ class WSGIRequestContextMiddleware:
                 self._logging.log_error(state, exc)
             self._finish(state, environ, complete=False)
             raise
-        return _Body(result, self, state, environ, context)
+        finally:
+            fields.leave(outer)
+        return _Body(result, self, state, environ, fields)
 
     def _start(self, environ: WSGIEnviron) -> RequestState:
         # WSGI joins repeated headers with ", ": a joined value fails the sanity check.
@@ -143,7 +141,7 @@ class WSGIRequestContextMiddleware:
 
 
 class _Body:
-    """The app's response iterable, run in the request's context, with the access line at its end."""
+    """The app's response iterable, with the request's fields bound and the access line at its end."""
 
     def __init__(
         self,
@@ -151,22 +149,20 @@ class _Body:
         owner: WSGIRequestContextMiddleware,
         state: RequestState,
         environ: WSGIEnviron,
-        context: contextvars.Context,
+        fields: _RequestFields,
     ) -> None:
         self._inner = inner
         self._iterator: Iterator[bytes] | None = None
         self._owner = owner
         self._state = state
         self._environ = environ
-        self._context = context
+        self._fields = fields
 
     def __iter__(self) -> Iterator[bytes]:
         return self
 
     def __next__(self) -> bytes:
-        return self._context.run(self._next)
-
-    def _next(self) -> bytes:
+        outer = self._fields.enter()
         try:
             if self._iterator is None:
                 self._iterator = iter(self._inner)
@@ -179,18 +175,62 @@ class _Body:
                 self._state.owner.log_error(self._state, exc)
             self._owner._finish(self._state, self._environ, complete=False)
             raise
+        finally:
+            self._fields.leave(outer)
 
     def close(self) -> None:
         """Close the app's iterable (WSGI requires it) and write the access line if not yet done."""
-        self._context.run(self._close)
-
-    def _close(self) -> None:
+        outer = self._fields.enter()
         try:
             close = getattr(self._inner, "close", None)
             if close is not None:
                 close()
         finally:
             self._owner._finish(self._state, self._environ, complete=False)
+            self._fields.leave(outer)
+
+
+_Outer = tuple[dict[str, Any], Any]
+
+
+class _RequestFields:
+    """One request's structlog fields, bound only while one of its steps runs."""
+
+    __slots__ = ("fields", "request_id")
+
+    def __init__(self, request_id: str) -> None:
+        self.request_id = request_id
+        self.fields: dict[str, Any] = {"request_id": request_id}
+
+    def enter(self) -> _Outer | None:
+        """Bind the request's fields; return what :meth:`leave` needs to put the thread's back."""
+        try:
+            outer = structlog.contextvars.get_contextvars()
+            structlog.contextvars.bind_contextvars(**self.fields)
+            return outer, context.request_id.set(self.request_id)
+        except Exception as exc:  # noqa: BLE001 - telemetry must not reach the app
+            _failsafe.report("request fields", exc)
+            return None
+
+    def leave(self, entered: _Outer | None) -> None:
+        """Remember the request's fields (the app may have bound more), put the thread's back."""
+        if entered is None:
+            return
+        outer, token = entered
+        try:
+            current = structlog.contextvars.get_contextvars()
+            self.fields = {key: value for key, value in current.items() if outer.get(key, _MISSING) is not value}
+            self.fields["request_id"] = current.get("request_id", self.request_id)
+            structlog.contextvars.unbind_contextvars(*(key for key in current if key not in outer))
+            restore = {key: value for key, value in outer.items() if current.get(key, _MISSING) is not value}
+            if restore:
+                structlog.contextvars.bind_contextvars(**restore)
+            context.request_id.reset(token)
+        except Exception as exc:  # noqa: BLE001 - telemetry must not reach the app
+            _failsafe.report("request fields", exc)
+
+
+_MISSING = object()
 
 
 class _CapturingInput:

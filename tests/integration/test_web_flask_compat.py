@@ -286,3 +286,27 @@ def test_server_spans_match_the_contrib_flask_instrumentation(logkit: Captured) 
     actual = [_span_shape(span) for span in logkit.server_spans()]
     assert 6 == len(expected)
     assert expected == actual
+
+
+def test_request_context_copied_to_a_thread_leaves_the_span_alone(logkit: Captured) -> None:
+    """copy_current_request_context in a worker thread: the request's span ends at its own teardown."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from flask import Flask, copy_current_request_context, request
+
+    app = Flask("copied")
+
+    @app.get("/t")
+    def view() -> str:
+        @copy_current_request_context
+        def work() -> str:
+            return str(request.path)
+
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            return pool.submit(work).result(timeout=10)
+
+    response = app.test_client().get("/t", buffered=True)
+    assert "/t" == response.get_data(as_text=True)
+    [span] = logkit.server_spans()
+    assert ("GET /t", 200) == (span.name, span.attributes["http.status_code"])
+    assert [] == [line for line in logkit.lines() if line["level"] in ("WARNING", "ERROR")]
