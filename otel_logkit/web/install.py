@@ -260,8 +260,11 @@ def _wrap_build(original: Any) -> Any:
 def _wrap_fastapi_init(original: Any) -> Any:
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:  # noqa: N807 - replaces FastAPI.__init__
         defaults = _Installed.fastapi_telemetry
-        if defaults:
-            kwargs["telemetry"] = {**defaults, **(kwargs.get("telemetry") or {})}
+        options = kwargs.get("telemetry")
+        # An app that brings its own tracer provider (or options that are not a dict) runs its
+        # own telemetry pipeline: otel-logkit's defaults are for spans it exports itself.
+        if defaults and (options is None or (isinstance(options, dict) and "tracer_provider" not in options)):
+            kwargs["telemetry"] = {**defaults, **(options or {})}
         original(self, *args, **kwargs)
 
     return __init__
