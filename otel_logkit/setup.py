@@ -18,6 +18,7 @@ from typing import IO, Any
 
 import structlog
 from opentelemetry import trace
+from opentelemetry.sdk._logs import LogRecordLimits
 from opentelemetry.sdk._logs.export import LogRecordExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -63,6 +64,8 @@ class _Runtime:
     instrumentors: list[Any] = field(default_factory=list)
     previous_sigterm: Any = None
     shut_down: bool = False
+    terminating: int = 0
+    terminator: threading.Thread | None = None
 
 
 _runtime: _Runtime | None = None
@@ -163,10 +166,15 @@ def _log_queue(
             {"dropped": count, "queue_size": settings.export_queue_size},
         )
 
+    # The SDK's own limits (OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT / _VALUE_LENGTH_LIMIT, and the
+    # general OTEL_ATTRIBUTE_* ones), as the SDK's LoggerProvider would apply them.
+    limits = LogRecordLimits()
     return LogExportQueue(
         exporter,
         resource,
         max_queue_size=settings.export_queue_size,
+        max_attributes=limits.max_attributes if limits.max_attributes is not None else 128,
+        max_attribute_length=limits.max_attribute_length,
         health=health,
         report_drops=report_drops,
     )
@@ -281,17 +289,46 @@ def shutdown(timeout: float | None = None) -> None:
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     runtime = _runtime
     previous = runtime.previous_sigterm if runtime is not None else signal.SIG_DFL
-    shutdown()
     if callable(previous):
+        # The app's own handler first, as without otel-logkit: it may drain requests and log
+        # while doing so; the flush comes at exit, after that drain.
         previous(signum, frame)
         return
-    # Default action: die by the signal, as the app would have without otel-logkit.
-    signal.signal(signum, signal.SIG_DFL)
+    if runtime is None or runtime.terminating:
+        # Our flush is done (or there is none): die by the signal, as the app would have.
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
+    runtime.terminating = signum
+    # Never flush inside the handler: the interrupted code may hold a lock the flush needs (the
+    # console's, a handler's). A thread flushes while the main thread runs on, then the signal
+    # is sent again and the handler above lets the default action end the process.
+    runtime.terminator = threading.Thread(target=_terminate, args=(signum,), name="otel-logkit-sigterm", daemon=True)
+    runtime.terminator.start()
+
+
+def _terminate(signum: int) -> None:
+    shutdown()
     os.kill(os.getpid(), signum)
+    # The main thread runs the handler at its next bytecode; one stuck in C code for good
+    # would keep the process alive: exit with the shell's code for that signal instead.
+    time.sleep(2.0)
+    os._exit(128 + signum)
+
+
+def _at_exit() -> None:
+    runtime = _runtime
+    if runtime is not None and runtime.terminator is not None:
+        # The process is exiting while the SIGTERM flush runs (a server that re-raised the
+        # signal after its own drain, then returned): let it finish, then die by the signal.
+        runtime.terminator.join(runtime.settings.shutdown_timeout + 1.0)
+        signal.signal(runtime.terminating, signal.SIG_DFL)
+        os.kill(os.getpid(), runtime.terminating)
+    shutdown()
 
 
 def _install_shutdown(runtime: _Runtime) -> None:
-    atexit.register(shutdown)
+    atexit.register(_at_exit)
     if threading.current_thread() is not threading.main_thread():
         return
     with contextlib.suppress(ValueError, OSError):
@@ -310,7 +347,7 @@ def reset() -> None:
         if runtime is None:
             return
         shutdown(timeout=2.0)
-        atexit.unregister(shutdown)
+        atexit.unregister(_at_exit)
         for instrumentor in runtime.instrumentors:
             with contextlib.suppress(Exception):
                 instrumentor.uninstrument()

@@ -61,7 +61,7 @@ _key_cache: dict[str, bytes] = {}
 def _string(value: str) -> bytes:
     encoded = _string_cache.get(value)
     if encoded is None:
-        data = value.encode("utf-8", "surrogatepass")
+        data = value.encode("utf-8", "backslashreplace")
         encoded = b"\x0a" + _varint(len(data)) + data
         if len(value) <= _CACHED_LENGTH:
             if len(_string_cache) >= _CACHE_LIMIT:
@@ -102,7 +102,7 @@ def key_value(key: str, value: Any, depth: int = 0) -> bytes:
     """Encode a ``KeyValue`` message body."""
     prefix = _key_cache.get(key)
     if prefix is None:
-        data = str(key).encode("utf-8", "surrogatepass")
+        data = str(key).encode("utf-8", "backslashreplace")
         prefix = b"\x0a" + _varint(len(data)) + data + b"\x12"
         if len(_key_cache) >= _CACHE_LIMIT:
             _key_cache.clear()
@@ -238,7 +238,7 @@ def span(item: ReadableSpan) -> bytes:
     parts.append(_trace_state(context.trace_state))
     if item.parent is not None:
         parts.append(b"\x22\x08" + item.parent.span_id.to_bytes(8, "big"))
-    parts.append(_len_field(b"\x2a", item.name.encode("utf-8", "surrogatepass")))
+    parts.append(_len_field(b"\x2a", item.name.encode("utf-8", "backslashreplace")))
     parts.append(b"\x30" + _varint(item.kind.value + 1))
     if item.start_time:
         parts.append(b"\x39" + _pack_fixed64(item.start_time))
@@ -248,7 +248,7 @@ def span(item: ReadableSpan) -> bytes:
     parts.append(_dropped(b"\x50", item.dropped_attributes))
     for event in item.events:
         body = [b"\x09" + _pack_fixed64(event.timestamp)] if event.timestamp else []
-        body.append(_len_field(b"\x12", event.name.encode("utf-8", "surrogatepass")))
+        body.append(_len_field(b"\x12", event.name.encode("utf-8", "backslashreplace")))
         body.append(_attributes(b"\x1a", event.attributes))
         body.append(_dropped(b"\x20", event.dropped_attributes))
         parts.append(_len_field(b"\x5a", b"".join(body)))
@@ -267,7 +267,7 @@ def span(item: ReadableSpan) -> bytes:
     if status is not None:
         body = []
         if status.description:
-            body.append(_len_field(b"\x12", status.description.encode("utf-8", "surrogatepass")))
+            body.append(_len_field(b"\x12", status.description.encode("utf-8", "backslashreplace")))
         if status.status_code.value:
             body.append(b"\x18" + _varint(status.status_code.value))
         parts.append(_len_field(b"\x7a", b"".join(body)))

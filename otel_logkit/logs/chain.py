@@ -1,16 +1,30 @@
 """The processor chain: what every line goes through, for structlog and stdlib logging alike.
 
-Order: context (contextvars, logger, level, trace ids, service/env, timestamp, exception,
-message) -> redaction -> OTLP export hand-off -> private keys dropped -> rendering.
+Order: context (contextvars, user fields set aside, logger, level, request id, trace ids,
+service/env, timestamp, exception, message, user fields restored) -> redaction -> OTLP export
+hand-off -> private keys dropped -> rendering. The whole chain runs contained (:class:`LogLine`):
+a failure inside it still writes the line, redacted, with the error noted, and never reaches
+the caller.
+
+When the app configures structlog itself, its processors and renderer are kept and one
+:class:`AppChainStage` goes in just before its renderer: trace ids, service/env, redaction and
+the export, so that whatever the app renders or captures has been redacted, and each line is
+exported exactly once.
 """
 
 from __future__ import annotations
 
+import json
+import time
+from collections.abc import Callable, Sequence
 from typing import IO, Any
 
 import structlog
-from structlog.typing import Processor
+import structlog.testing
+from structlog._config import configure as _config_configure
+from structlog.typing import EventDict, Processor, WrappedLogger
 
+from otel_logkit import _failsafe
 from otel_logkit.config import Settings
 from otel_logkit.logs import processors as p
 from otel_logkit.logs import stdlib
@@ -18,6 +32,135 @@ from otel_logkit.logs.otlp import LogExportQueue
 from otel_logkit.redact import RedactingProcessor, Redactor
 
 _ORIGINAL_STRUCTLOG_CONFIGURE = structlog.configure
+_ORIGINAL_FORMATTER_INIT = structlog.stdlib.ProcessorFormatter.__init__
+_MAX_FALLBACK_FIELDS = 64
+_MAX_FALLBACK_VALUE = 4096
+_STDLIB_HAND_OFFS: tuple[Callable[..., Any], ...] = (
+    structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+    structlog.stdlib.render_to_log_kwargs,
+    structlog.stdlib.render_to_log_args_and_kwargs,
+)
+
+
+class LogLine:
+    """otel-logkit's processors for one line, run contained.
+
+    Args:
+        steps: the processors, ending with the renderer.
+        redactor: redacts the fallback line written when a step fails.
+    """
+
+    __slots__ = ("_redactor", "_steps")
+
+    def __init__(self, steps: Sequence[Processor], redactor: Redactor | None) -> None:
+        self._steps = tuple(steps)
+        self._redactor = redactor
+
+    def __call__(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> Any:
+        """Run every step; on an internal error, return the fallback line instead of raising."""
+        value: Any = event_dict
+        try:
+            for step in self._steps:
+                value = step(logger, method_name, value)
+        except Exception as exc:  # noqa: BLE001 - telemetry must not reach the app
+            _failsafe.report("log line", exc)
+            return json.dumps(fallback_event(value, method_name, exc, self._redactor), ensure_ascii=True)
+        return value
+
+
+class AppChainStage:
+    """What otel-logkit adds to a processor chain the app configures itself, before its renderer.
+
+    Args:
+        redactor: redacts the event (``None``: no redaction).
+        log_queue: exports the event (``None``: the line is exported elsewhere, or not at all).
+        enrich: add request id, trace ids, service/env and turn ``exc_info`` into text.
+        stringify: replace non-JSON values by their redacted text (off for ``capture_logs``).
+    """
+
+    __slots__ = ("_log_queue", "_redactor", "_steps", "_stringify")
+
+    def __init__(
+        self,
+        settings: Settings,
+        redactor: Redactor | None,
+        log_queue: LogExportQueue | None,
+        *,
+        enrich: bool = True,
+        stringify: bool = True,
+    ) -> None:
+        steps: list[Processor] = []
+        if enrich:
+            steps += [
+                p.add_request_id,
+                p.add_trace_context,
+                p.ServiceFields(settings.service, settings.env),
+                p.add_exception_fields,
+                _stamp_ns,
+            ]
+        self._steps = tuple(steps)
+        self._redactor = redactor
+        self._log_queue = log_queue
+        self._stringify = stringify
+
+    def __call__(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+        """Enrich, redact and export ``event_dict``; on an internal error, return a safe fallback."""
+        try:
+            for step in self._steps:
+                event_dict = step(logger, method_name, event_dict)  # type: ignore[assignment] # enrichers return dicts
+            if self._redactor is not None:
+                self._redactor.redact_event(event_dict, stringify=self._stringify)
+            if self._log_queue is not None:
+                self._log_queue(logger, method_name, event_dict)
+            event_dict.pop(p.NS_KEY, None)
+            event_dict.pop("_logkit_sampled", None)
+        except Exception as exc:  # noqa: BLE001 - telemetry must not reach the app
+            _failsafe.report("log line", exc)
+            fallback = fallback_event(event_dict, method_name, exc, self._redactor)
+            fallback["event"] = fallback.pop("message")
+            return fallback
+        return event_dict
+
+
+def _stamp_ns(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    event_dict.setdefault(p.NS_KEY, time.time_ns())
+    return event_dict
+
+
+def fallback_event(
+    event_dict: Any, method_name: str, error: BaseException, redactor: Redactor | None
+) -> dict[str, Any]:
+    """The line written when otel-logkit's own processing fails: the raw event as text, redacted."""
+    fields: dict[str, Any] = {}
+    try:
+        items = list(event_dict.items()) if isinstance(event_dict, dict) else [("event", event_dict)]
+        for key, value in items[:_MAX_FALLBACK_FIELDS]:
+            if key in p.PRIVATE_KEYS or key in ("_record", "_from_structlog", "exc_info"):
+                continue
+            text = value if isinstance(value, str) else p._text(value)
+            name = key if isinstance(key, str) else p._text(key)
+            fields[p.utf8_safe(name)] = p.utf8_safe(text[:_MAX_FALLBACK_VALUE])
+    except Exception:  # noqa: BLE001 - a hostile event still gets a line
+        fields = {}
+    message = fields.pop("message", None) or fields.pop("event", "")
+    level = p._LEVELS.get(method_name) or "INFO"
+    line: dict[str, Any] = {
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{time.time_ns() // 1_000_000 % 1000:03d}Z",
+        "level": level,
+        "message": message,
+        **{key: value for key, value in fields.items() if key not in ("timestamp", "level")},
+        "logkit_error": f"otel-logkit could not process this line ({type(error).__name__})",
+    }
+    if redactor is not None:
+        try:
+            redactor.redact_event(line)
+        except Exception:  # noqa: BLE001 - never write what could not be redacted
+            return {
+                **{k: line[k] for k in ("timestamp", "level")},
+                "message": "[line withheld]",
+                "logkit_error": line["logkit_error"],
+            }
+    return line
 
 
 def configure_logging(
@@ -36,49 +179,55 @@ def configure_logging(
         log_queue: the OTLP export hand-off, or ``None`` when logs are not exported.
         cache_loggers: let structlog loggers resolve their configuration once.
     """
-    shared: list[Processor] = [
-        structlog.contextvars.merge_contextvars,
+    build: list[Processor] = [
+        p.set_aside_contract_fields,
         p.add_logger_name,
         p.add_log_level,
+        p.add_request_id,
         p.add_trace_context,
         p.ServiceFields(settings.service, settings.env),
         p.TimeStamper(),
         p.add_exception_fields,
         p.rename_event_to_message,
+        p.restore_user_fields,
     ]
-    final: list[Processor] = []
+    finish: list[Processor] = []
     if redactor is not None:
-        final.append(RedactingProcessor(redactor))
+        finish.append(RedactingProcessor(redactor))
     if log_queue is not None:
-        final.append(log_queue)
-    final.append(p.drop_private_keys)
+        finish.append(log_queue)
+    finish.append(p.drop_private_keys)
     if settings.log_format == "console":
-        final.append(
+        finish.append(
             structlog.dev.ConsoleRenderer(colors=_isatty(writer.stream), event_key="message", timestamp_key="timestamp")
         )
     else:
-        final.append(p.render_json)
-    structlog.configure(
-        processors=[*shared, *final],
+        finish.append(p.render_json)
+    line = LogLine([*build, *finish], redactor)
+    _ORIGINAL_STRUCTLOG_CONFIGURE(
+        processors=[structlog.contextvars.merge_contextvars, line],
         wrapper_class=structlog.make_filtering_bound_logger(settings.log_level),
         logger_factory=stdlib.LineLoggerFactory(writer),
         cache_logger_on_first_use=cache_loggers,
     )
     # ExtraAdder keeps `logger.info(..., extra={...})` fields (and LoggerAdapter ones) as fields.
-    pre_chain: list[Processor] = [stdlib.mark_internal, structlog.stdlib.ExtraAdder(), *shared]
-    handler = stdlib.LogkitHandler(writer, pre_chain, final, settings.log_level)
+    pre_chain: list[Processor] = [
+        stdlib.mark_internal,
+        structlog.stdlib.ExtraAdder(),
+        structlog.contextvars.merge_contextvars,
+    ]
+    handler = stdlib.LogkitHandler(writer, pre_chain, [line], settings.log_level, redactor)
     stdlib.install(handler, settings.log_level)
-    ensured: list[Processor] = [p.add_trace_context, shared[4]]
-    if log_queue is not None:
-        ensured.append(log_queue)
-    _guard_structlog_configure(ensured)
+    _guard_app_configuration(settings, redactor, log_queue)
 
 
-def _guard_structlog_configure(ensured: list[Processor]) -> None:
-    """Keep trace ids, service/env and export when the app calls ``structlog.configure`` itself.
+def _guard_app_configuration(settings: Settings, redactor: Redactor | None, log_queue: LogExportQueue | None) -> None:
+    """Keep trace ids, service/env, redaction and export in chains the app configures itself.
 
-    The app's processors, renderer and logger factory are kept; the processors in ``ensured``
-    that its list lacks are inserted just before its last processor (the renderer).
+    ``structlog.configure`` (also as called by ``configure_once`` and ``capture_logs``): the
+    app's processors, renderer and logger factory are kept and an :class:`AppChainStage` is
+    inserted just before its last processor. ``ProcessorFormatter`` instances the app builds for
+    its own handlers (files, syslog) get a redaction step before their renderer.
     """
 
     def configure(*args: Any, **kwargs: Any) -> None:
@@ -87,20 +236,63 @@ def _guard_structlog_configure(ensured: list[Processor]) -> None:
             args = ()
         processors = kwargs.get("processors")
         if processors is not None:
-            chain = list(processors)
-            missing = [processor for processor in ensured if processor not in chain]
-            at = max(len(chain) - 1, 0)
-            chain[at:at] = missing
-            kwargs["processors"] = chain
+            kwargs["processors"] = _with_stage(processors, kwargs.get("logger_factory"), settings, redactor, log_queue)
         _ORIGINAL_STRUCTLOG_CONFIGURE(**kwargs)
 
     configure.__doc__ = _ORIGINAL_STRUCTLOG_CONFIGURE.__doc__
+    configure.__wrapped__ = _ORIGINAL_STRUCTLOG_CONFIGURE  # type: ignore[attr-defined]
     structlog.configure = configure
+    structlog._config.configure = configure  # configure_once
+    structlog.testing.configure = configure  # type: ignore[attr-defined] # capture_logs
+
+    def formatter_init(self: structlog.stdlib.ProcessorFormatter, *args: Any, **kwargs: Any) -> None:
+        _ORIGINAL_FORMATTER_INIT(self, *args, **kwargs)
+        chain = list(self.processors)
+        if redactor is None or _has_stage(chain) or len(chain) < 1:
+            return
+        chain.insert(len(chain) - 1, AppChainStage(settings, redactor, None, enrich=False))
+        self.processors = chain
+
+    structlog.stdlib.ProcessorFormatter.__init__ = formatter_init  # type: ignore[method-assign]
+
+
+def _has_stage(chain: Sequence[Any]) -> bool:
+    return any(isinstance(processor, LogLine | AppChainStage) for processor in chain)
+
+
+def _with_stage(
+    processors: Any,
+    logger_factory: Any,
+    settings: Settings,
+    redactor: Redactor | None,
+    log_queue: LogExportQueue | None,
+) -> Any:
+    chain = list(processors)
+    if not chain or _has_stage(chain):
+        return processors
+    last = chain[-1]
+    if isinstance(last, structlog.testing.LogCapture):
+        # The app's tests see the events they logged, redacted but otherwise as they were.
+        stage = AppChainStage(settings, redactor, None, enrich=False, stringify=False)
+    else:
+        factory = logger_factory if logger_factory is not None else structlog.get_config()["logger_factory"]
+        # Lines handed to stdlib logging are exported by otel-logkit's handler: once, not twice.
+        to_stdlib = last in _STDLIB_HAND_OFFS or isinstance(factory, structlog.stdlib.LoggerFactory)
+        stage = AppChainStage(settings, redactor, None if to_stdlib else log_queue)
+    chain.insert(len(chain) - 1, stage)
+    if isinstance(processors, list) and processors is structlog.get_config()["processors"]:
+        # capture_logs keeps structlog's own list instance (bound loggers hold it): change it in place.
+        processors[:] = chain
+        return processors
+    return chain
 
 
 def restore_structlog_configure() -> None:
-    """Put the original ``structlog.configure`` back (tests)."""
+    """Put the original ``structlog.configure`` and ``ProcessorFormatter`` back (tests)."""
     structlog.configure = _ORIGINAL_STRUCTLOG_CONFIGURE
+    structlog._config.configure = _config_configure
+    structlog.testing.configure = _config_configure  # type: ignore[attr-defined]
+    structlog.stdlib.ProcessorFormatter.__init__ = _ORIGINAL_FORMATTER_INIT  # type: ignore[method-assign]
 
 
 def _isatty(stream: IO[str]) -> bool:

@@ -15,6 +15,8 @@ from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from otel_logkit import _fork
+
 Report = Callable[[str, str, dict[str, Any]], None]
 """Called as ``report(level, message, fields)`` to write one line."""
 
@@ -78,6 +80,11 @@ class ReportingSpanExporter(SpanExporter):
     def __init__(self, inner: SpanExporter, health: ExportHealth) -> None:
         self._inner = inner
         self._health = health
+        _fork.after_fork_in_child(self._after_fork)
+
+    def _after_fork(self) -> None:
+        # A forked worker must not send on the parent's keep-alive sockets.
+        _fork.renew_http_session(self._inner)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         """Export through the wrapped exporter and record the outcome."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -27,8 +26,9 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import TraceFlags
 from structlog.typing import EventDict, WrappedLogger
 
+from otel_logkit import _failsafe, _fork
 from otel_logkit.logs.health import ExportHealth
-from otel_logkit.logs.processors import NS_KEY
+from otel_logkit.logs.processors import NS_KEY, utf8_safe
 
 _SEVERITY: dict[str, SeverityNumber] = {
     "DEBUG": SeverityNumber.DEBUG,
@@ -60,19 +60,33 @@ DROP_REPORT_INTERVAL = 10.0
 """Seconds between two WARNING lines reporting records dropped from the export."""
 
 
-def to_attribute(value: Any, depth: int = 0) -> Any:
-    """Convert a field value to an OTLP attribute value, keeping its type where OTLP has one."""
-    if value is None or isinstance(value, (str, bool, int, float, bytes)):
+def to_attribute(value: Any, depth: int = 0, *, limit: int | None = None) -> Any:  # noqa: PLR0911 - one flat dispatch on type
+    """Convert a field value to an OTLP attribute value, keeping its type where OTLP has one.
+
+    Strings are made valid UTF-8 (lone surrogates escaped: a collector refuses the whole batch
+    otherwise) and cut to ``limit`` characters.
+    """
+    if isinstance(value, str):
+        return utf8_safe(value if limit is None else value[:limit])
+    if value is None or isinstance(value, bool | int | float | bytes):
         if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
             return str(value)
         return value
     if depth >= _MAX_DEPTH:
-        return repr(value)
+        return utf8_safe(repr(value))
     if isinstance(value, Mapping):
-        return {str(k): to_attribute(v, depth + 1) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [to_attribute(v, depth + 1) for v in value]
-    return str(value)
+        return {utf8_safe(str(k)): to_attribute(v, depth + 1, limit=limit) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [to_attribute(v, depth + 1, limit=limit) for v in value]
+    return utf8_safe(str(value))
+
+
+def _weight(event: EventDict) -> int:
+    """Approximate bytes an event holds: its top-level strings plus a fixed overhead per field."""
+    total = 256
+    for value in event.values():
+        total += len(value) if type(value) is str else 64
+    return total
 
 
 _PRIMITIVES = frozenset({str, bool, float})
@@ -142,6 +156,11 @@ class LogExportQueue:
         exporter: an SDK ``LogRecordExporter`` (OTLP over HTTP or gRPC).
         resource: the resource every record belongs to.
         max_queue_size: records held before new ones are dropped from the export.
+        max_queue_bytes: approximate bytes of text held before new records are dropped (a
+            collector outage must not grow memory with the size of the lines).
+        max_attributes: attributes kept per record (the SDK's ``OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT``).
+        max_attribute_length: characters kept per string attribute
+            (``OTEL_LOGRECORD_ATTRIBUTE_VALUE_LENGTH_LIMIT``), ``None``: no limit.
         max_batch_size: records per export call.
         schedule_delay: seconds the worker waits for a batch to fill.
         health: where export failures and recoveries are reported (once each).
@@ -154,6 +173,9 @@ class LogExportQueue:
         resource: Resource,
         *,
         max_queue_size: int = 20_000,
+        max_queue_bytes: int = 64 * 1024 * 1024,
+        max_attributes: int = 128,
+        max_attribute_length: int | None = None,
         max_batch_size: int = 512,
         schedule_delay: float = 0.5,
         health: ExportHealth | None = None,
@@ -163,11 +185,16 @@ class LogExportQueue:
         self._resource = _HashedResource(resource)
         self._scope = InstrumentationScope("otel_logkit")
         self._max_queue_size = max_queue_size
+        self._max_queue_bytes = max_queue_bytes
+        self._max_attributes = max_attributes
+        self._max_attribute_length = max_attribute_length
+        self._queued_bytes = 0
+        self._bad_records = 0
         self._max_batch_size = max_batch_size
         self._schedule_delay = schedule_delay
         self._health = health
         self._report_drops = report_drops
-        self._queue: collections.deque[EventDict] = collections.deque()
+        self._queue: collections.deque[tuple[EventDict, int]] = collections.deque()
         self._wake = threading.Event()
         self._idle = threading.Event()
         self._idle.set()
@@ -179,27 +206,34 @@ class LogExportQueue:
         self._shutdown = False
         self._flush_requested = False
         self._start_worker()
-        os.register_at_fork(after_in_child=self._after_fork)
+        _fork.after_fork_in_child(self._after_fork)
 
     # -- calling thread -------------------------------------------------------------------------
     def put(self, event_dict: EventDict) -> None:
         """Queue a copy of ``event_dict`` for export, or count it as dropped when full."""
         queue = self._queue
         size = len(queue)
-        if size >= self._max_queue_size or self._shutdown:
+        weight = _weight(event_dict)
+        if size >= self._max_queue_size or self._queued_bytes + weight > self._max_queue_bytes or self._shutdown:
             with self._drop_lock:
                 self._dropped += 1
             return
-        queue.append(dict(event_dict))
+        self._queued_bytes += weight  # approximate under threads: a bound, not an account
+        queue.append((dict(event_dict), weight))
         if size + 1 == self._max_batch_size:
             self._wake.set()
 
     def __call__(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
         """Act as a structlog processor: queue the event for export and pass it on."""
-        if not event_dict.get("_logkit_no_export"):
+        if event_dict.pop("_logkit_no_export", None):
+            return event_dict
+        if "level" not in event_dict:
+            # An app's own chain without a level processor: the method name is the level.
+            event_dict = {**event_dict, "level": method_name}
             self.put(event_dict)
-        else:
-            del event_dict["_logkit_no_export"]
+            del event_dict["level"]
+            return event_dict
+        self.put(event_dict)
         return event_dict
 
     @property
@@ -219,6 +253,8 @@ class LogExportQueue:
 
     def _after_fork(self) -> None:
         self._queue.clear()
+        self._queued_bytes = 0
+        _fork.renew_http_session(self._exporter)
         self._wake = threading.Event()
         self._idle = threading.Event()
         self._idle.set()
@@ -255,20 +291,28 @@ class LogExportQueue:
             batch: list[EventDict] = []
             with contextlib.suppress(IndexError):
                 for _ in range(self._max_batch_size):
-                    batch.append(queue.popleft())
+                    event, weight = queue.popleft()
+                    self._queued_bytes -= weight
+                    batch.append(event)
             pending -= len(batch)
             self._export(batch)
         self._idle.set()
 
     def _export(self, batch: Sequence[EventDict]) -> None:
+        records = []
+        for event in batch:
+            try:
+                records.append(self._record(event))
+            except Exception as error:  # noqa: BLE001 - one bad record must not cost the batch
+                self._count_bad(error)
+        if not records:
+            return
         try:
-            records = [self._record(event) for event in batch]
             result = self._exporter.export(records)
         except Exception as error:  # noqa: BLE001 - an exporter bug must never stop the worker
-            result = LogRecordExportResult.FAILURE
-            if self._health is not None:
-                self._health.failed("logs", repr(error))
-            return
+            # Not the collector's fault (it answers with a status): find the record(s) the
+            # encoder refuses and send the rest.
+            result = self._export_one_by_one(records, error)
         if result is LogRecordExportResult.SUCCESS:
             self._exported_total += len(records)
             if self._health is not None:
@@ -276,19 +320,57 @@ class LogExportQueue:
         elif self._health is not None:
             self._health.failed("logs", None)
 
+    def _export_one_by_one(self, records: list[ReadableLogRecord], error: Exception) -> LogRecordExportResult:
+        result = LogRecordExportResult.SUCCESS
+        sent: list[ReadableLogRecord] = []
+        for record in records:
+            try:
+                outcome = self._exporter.export([record])
+            except Exception as each:  # noqa: BLE001 - counted and reported once
+                self._count_bad(each)
+                continue
+            if outcome is not LogRecordExportResult.SUCCESS:
+                result = outcome
+            else:
+                sent.append(record)
+        records[:] = sent
+        if not sent and result is LogRecordExportResult.SUCCESS:
+            self._count_bad(error)
+        return result
+
+    def _count_bad(self, error: Exception) -> None:
+        with self._drop_lock:
+            self._dropped += 1
+        self._bad_records += 1
+        with contextlib.suppress(Exception):
+            _failsafe.report("log record export", error)
+
+    @property
+    def bad_records(self) -> int:
+        """Records that could not be turned into OTLP (counted as dropped, reported once)."""
+        return self._bad_records
+
     def _record(self, event: EventDict) -> ReadableLogRecord:
         trace_id = _parse_id(event.get("trace_id"), 32)
         span_id = _parse_id(event.get("span_id"), 16) if trace_id else 0
         level = str(event.get("level", "INFO")).upper()
         attributes: dict[str, Any] = {}
+        limit = self._max_attribute_length
         for key, value in event.items():
-            if key in _NOT_ATTRIBUTES or value is None or key[:1] == "_":
+            if key in _NOT_ATTRIBUTES or value is None:
                 continue
+            if type(key) is not str:
+                key = utf8_safe(str(key))  # noqa: PLW2901 - non-string keys are rendered as text
+            if key[:1] == "_":
+                continue
+            if len(attributes) >= self._max_attributes:
+                break
             kind = type(value)
-            if kind in _PRIMITIVES or (kind is int and -(2**63) <= value < 2**63):
-                attributes[key] = value
-            else:
-                attributes[key] = to_attribute(value)
+            if kind is str:
+                value = utf8_safe(value if limit is None else value[:limit])  # noqa: PLW2901
+            elif not (kind in _PRIMITIVES or (kind is int and -(2**63) <= value < 2**63)):
+                value = to_attribute(value, limit=limit)  # noqa: PLW2901
+            attributes[key] = value
         message = event.get("message", event.get("event", ""))
         record = _ExportLogRecord(
             timestamp=event.get(NS_KEY) or time.time_ns(),
@@ -297,7 +379,7 @@ class LogExportQueue:
             trace_flags=_SAMPLED if trace_id and event.get("_logkit_sampled") else _DEFAULT_FLAGS,
             severity_text=level,
             severity_number=_SEVERITY.get(level, SeverityNumber.UNSPECIFIED),
-            body=message if isinstance(message, str) else str(message),
+            body=utf8_safe(message if isinstance(message, str) else str(message)),
             attributes=attributes,
         )
         return ReadableLogRecord(log_record=record, resource=self._resource, instrumentation_scope=self._scope)

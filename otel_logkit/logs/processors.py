@@ -16,6 +16,8 @@ import structlog
 from opentelemetry import trace
 from structlog.typing import EventDict, WrappedLogger
 
+from otel_logkit import context
+
 # structlog method names (and stdlib level names, lower-cased) -> the contract's upper-case level.
 _LEVELS: dict[str, str] = {
     "debug": "DEBUG",
@@ -32,9 +34,57 @@ _LEVELS: dict[str, str] = {
 
 NS_KEY = "_logkit_ns"
 """Private event-dict key carrying the timestamp in nanoseconds from the stamper to the exporter."""
+_SET_ASIDE_KEY = "_logkit_user"
 
-PRIVATE_KEYS = frozenset({NS_KEY, "_logkit_sampled", "_logkit_no_export"})
+PRIVATE_KEYS = frozenset({NS_KEY, "_logkit_sampled", "_logkit_no_export", _SET_ASIDE_KEY})
 """otel-logkit's own event-dict keys: bookkeeping between processors, never rendered."""
+
+CONTRACT_FIELDS = ("timestamp", "level", "message", "logger", "service", "env", "trace_id", "span_id", "request_id")
+"""Fields whose meaning the contract fixes: user data never overwrites them."""
+USER_FIELD_PREFIX = "app_"
+"""A user value that clashes with a contract field is kept under this prefix (``app_level``)."""
+
+
+def set_aside_contract_fields(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    """Move user-supplied values of contract fields aside, before otel-logkit sets its own.
+
+    ``log.info("search", **request.query_params)`` with ``?level=FORGED`` must not forge the
+    line's level; :func:`restore_user_fields` puts such values back as ``app_level``. Lines an
+    app's own structlog chain prepared (through ``wrap_for_formatter``) keep their fields.
+    """
+    if event_dict.get("_from_structlog"):
+        return event_dict
+    aside = None
+    for key in CONTRACT_FIELDS:
+        if key in event_dict:
+            if aside is None:
+                aside = {}
+            aside[key] = event_dict.pop(key)
+    if aside is not None:
+        event_dict[_SET_ASIDE_KEY] = aside
+    return event_dict
+
+
+def restore_user_fields(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    """Put set-aside user values back: as the field when otel-logkit has none, else as ``app_<field>``."""
+    aside = event_dict.pop(_SET_ASIDE_KEY, None)
+    if not aside:
+        return event_dict
+    for key, value in aside.items():
+        ours = event_dict.get(key)
+        if ours is None and key == "request_id":
+            event_dict[key] = value  # a job's or task's own correlation id outside a request
+        elif ours != value and not (key == "message" and value == event_dict.get("message")):
+            event_dict.setdefault(USER_FIELD_PREFIX + key, value)
+    return event_dict
+
+
+def add_request_id(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    """Add ``request_id`` of the request being served (one ContextVar, read at emit time)."""
+    request_id = context.request_id.get()
+    if request_id is not None:
+        event_dict.setdefault("request_id", request_id)
+    return event_dict
 
 
 def add_log_level(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
@@ -73,18 +123,41 @@ def add_trace_context(logger: WrappedLogger, method_name: str, event_dict: Event
 
 
 def add_exception_fields(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
-    """Turn ``exc_info`` into ``exception`` (traceback text) and ``error_type`` (class name)."""
-    exc_info = event_dict.pop("exc_info", None)
-    if not exc_info:
+    """Turn ``exc_info`` into ``exception`` (traceback text) and ``error_type`` (class name).
+
+    Any truthy ``exc_info`` is accepted, as structlog does: ``True`` (the exception being
+    handled), an exception, or an ``(type, value, traceback)`` tuple; anything else that does
+    not describe an exception is ignored rather than raised into the caller.
+    """
+    exc_info = figure_out_exc_info(event_dict.pop("exc_info", None), method_name)
+    if exc_info is None:
         return event_dict
-    if exc_info is True or (method_name == "exception" and not isinstance(exc_info, (tuple, BaseException))):
-        exc_info = sys.exc_info()
-    if isinstance(exc_info, BaseException):
-        exc_info = (type(exc_info), exc_info, exc_info.__traceback__)
-    if isinstance(exc_info, tuple) and exc_info[0] is not None:
-        event_dict.setdefault("error_type", exc_info[0].__name__)
-        event_dict.setdefault("exception", "".join(traceback.format_exception(*exc_info)).rstrip("\n"))
+    event_dict.setdefault("error_type", exc_info[0].__name__)
+    try:
+        text = "".join(traceback.format_exception(*exc_info)).rstrip("\n")
+    except Exception as exc:  # noqa: BLE001 - a broken exception (raising __str__) is still logged
+        text = f"{exc_info[0].__qualname__}: <traceback unavailable: {type(exc).__name__}>"
+    event_dict.setdefault("exception", text)
     return event_dict
+
+
+def figure_out_exc_info(value: Any, method_name: str = "") -> tuple[type[BaseException], BaseException, Any] | None:
+    """A valid ``(type, value, traceback)`` from what the caller passed as ``exc_info``, or ``None``."""
+    if not value:
+        return None
+    if value is True or (method_name == "exception" and not isinstance(value, tuple | BaseException)):
+        value = sys.exc_info()
+    if isinstance(value, BaseException):
+        return (type(value), value, value.__traceback__)
+    if (
+        isinstance(value, tuple)
+        and len(value) == 3
+        and isinstance(value[0], type)
+        and issubclass(value[0], BaseException)
+        and isinstance(value[1], BaseException)
+    ):
+        return (value[0], value[1], value[2])
+    return None
 
 
 rename_event_to_message = structlog.processors.EventRenamer("message")
@@ -158,21 +231,47 @@ _OPTIONS = orjson.OPT_NON_STR_KEYS
 
 
 def render_json(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> str:
-    """Render the event as one line of JSON (newlines and control characters are escaped)."""
+    """Render the event as one line of JSON (newlines and control characters are escaped).
+
+    Lone surrogates (``"\\ud800"`` from a JSON body, a filename from ``os.fsdecode``) cannot be
+    written as UTF-8: they are rendered as their ``\\udXXX`` escape text instead of failing.
+    """
     try:
         return orjson.dumps(event_dict, default=_default, option=_OPTIONS).decode()
     except TypeError:
-        # Integers beyond 64 bits, or cycles: fall back to a faithful but slower text rendering.
+        # Integers beyond 64 bits, cycles, lone surrogates, keys orjson refuses: a faithful but
+        # slower rendering that always succeeds.
         return orjson.dumps(_safe(event_dict), option=_OPTIONS).decode()
 
 
+def utf8_safe(text: str) -> str:
+    """``text`` unchanged when it is valid UTF-8 text, else with lone surrogates escaped."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 def _safe(value: Any, depth: int = 0) -> Any:
-    if value is None or isinstance(value, (bool, str, float)):
+    if value is None or isinstance(value, bool | float):
         return value
+    if isinstance(value, str):
+        return utf8_safe(value)
     if isinstance(value, int):
-        return value if -(2**63) <= value < 2**64 else str(value)
+        return int(value) if -(2**63) <= value < 2**64 else str(value)
     if depth < 8 and isinstance(value, dict):
-        return {str(k): _safe(v, depth + 1) for k, v in value.items()}
-    if depth < 8 and isinstance(value, (list, tuple, set, frozenset)):
+        return {utf8_safe(k if isinstance(k, str) else _text(k)): _safe(v, depth + 1) for k, v in value.items()}
+    if depth < 8 and isinstance(value, list | tuple | set | frozenset):
         return [_safe(v, depth + 1) for v in value]
-    return _default(value)
+    return utf8_safe(_text(value))
+
+
+def _text(value: Any) -> str:
+    try:
+        rendered = _default(value)
+        return rendered if isinstance(rendered, str) else repr(rendered)
+    except Exception as exc:  # noqa: BLE001 - a broken __repr__ must not break logging
+        return f"<unrepresentable {type(value).__qualname__}: {type(exc).__name__}>"

@@ -11,20 +11,26 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import logging
 import logging.config
 import sys
 import threading
 from collections.abc import Callable
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
+if TYPE_CHECKING:
+    from otel_logkit.redact import Redactor
+
 _EXPORT_THREADS = ("otel-logkit", "OtelBatch")
 _SILENCED: set[str] = set()
+_CONSOLE_FILTERS: list[logging.Filter] = []
 _PATCHED: dict[str, Callable[..., Any]] = {}
 _HANDLER: LogkitHandler | None = None
+_ROOT_LEVEL: dict[str, int] = {}  # "set": the level otel-logkit gave root, "before": the app's
 
 
 class LineWriter:
@@ -101,9 +107,18 @@ class LogkitHandler(logging.Handler):
         level: the minimum level.
     """
 
-    def __init__(self, writer: LineWriter, pre_chain: list[Processor], processors: list[Processor], level: int) -> None:
+    def __init__(
+        self,
+        writer: LineWriter,
+        pre_chain: list[Processor],
+        processors: list[Processor],
+        level: int,
+        redactor: Redactor | None = None,
+    ) -> None:
         super().__init__(level)
         self.writer = writer
+        self.redactor = redactor
+        self._root_handlers_seen = 0
         self.setFormatter(
             structlog.stdlib.ProcessorFormatter(
                 foreign_pre_chain=pre_chain,
@@ -113,20 +128,61 @@ class LogkitHandler(logging.Handler):
         )
         self._failed = False
 
-    def emit(self, record: logging.LogRecord) -> None:
-        """Format and write one record; a formatting failure is reported once, not raised."""
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Drop, from otel-logkit's console only, what it replaces or what would loop.
+
+        Silenced loggers (uvicorn's access logger: the access line replaces it) and records
+        refused by a console filter (a server's duplicate of an error line otel-logkit already
+        wrote) are dropped here, on this handler, never on the logger: the app's own handlers
+        (files, mail, Sentry) still receive every record.
+        """
         if (
             record.threadName
             and record.threadName.startswith(_EXPORT_THREADS)
             and not record.name.startswith("otel_logkit")
         ):
-            return  # the exporters' own HTTP plumbing (urllib3, grpc): noise, and a feedback loop
+            return False  # the exporters' own HTTP plumbing (urllib3, grpc): noise, and a feedback loop
+        if "set" in _ROOT_LEVEL:
+            handlers = logging.root.handlers
+            if len(handlers) != self._root_handlers_seen:
+                # A handler the app added to root after us (it runs after us, so it is guarded
+                # before it sees this record).
+                self._root_handlers_seen = len(handlers)
+                guard_root_handlers(self)
+        name = record.name
+        if _SILENCED and (name in _SILENCED or name.rpartition(".")[0] in _SILENCED):
+            return False
+        for console_filter in _CONSOLE_FILTERS:
+            if not console_filter.filter(record):
+                return False
+        return super().filter(record) is not False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Format and write one record; a formatting failure is reported once, not raised."""
         try:
-            self.writer.write(self.format(record))
+            line = self.format(record)
         except RecursionError:
             raise
-        except Exception:  # noqa: BLE001 - logging must never break the caller
-            self.handleError(record)
+        except Exception as exc:  # noqa: BLE001 - logging must never break the caller
+            line = self._fallback(record, exc)
+        self.writer.write(line)
+
+    def _fallback(self, record: logging.LogRecord, error: Exception) -> str:
+        """The line for a record that could not be formatted (bad %-args, a raising ``__str__``)."""
+        from otel_logkit import _failsafe
+        from otel_logkit.logs.chain import fallback_event
+
+        with contextlib.suppress(Exception):
+            _failsafe.report("log record formatting", error)
+        try:
+            message: Any = record.msg if isinstance(record.msg, str) else repr(record.msg)
+        except Exception:  # noqa: BLE001
+            message = "<unrepresentable message>"
+        event = {"message": message, "logger": record.name, "args": repr(record.args)[:4096]}
+        try:
+            return json.dumps(fallback_event(event, record.levelname.lower(), error, self.redactor), ensure_ascii=True)
+        except Exception:  # noqa: BLE001 - the last resort names only the logger
+            return json.dumps({"level": record.levelname, "logger": record.name, "message": "[line withheld]"})
 
     def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - stdlib name
         """Report the first failure on stderr; stay silent afterwards."""
@@ -138,9 +194,37 @@ class LogkitHandler(logging.Handler):
 
 
 def silence_logger(name: str) -> None:
-    """Keep logger ``name`` silent, also after uvicorn or the app reconfigure logging."""
+    """Keep logger ``name`` off otel-logkit's console (its other handlers still get its records)."""
     _SILENCED.add(name)
-    logging.getLogger(name).disabled = True
+
+
+def add_console_filter(console_filter: logging.Filter) -> None:
+    """Apply ``console_filter`` to otel-logkit's console only (once per filter class)."""
+    if not any(type(existing) is type(console_filter) for existing in _CONSOLE_FILTERS):
+        _CONSOLE_FILTERS.append(console_filter)
+
+
+class _BelowAppRootLevel(logging.Filter):
+    """On the app's own root handlers: what root let through before otel-logkit lowered its level."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Keep the record if root's level is the app's again, or the record reached the app's old level."""
+        lowered = _ROOT_LEVEL.get("set")
+        if lowered is None or logging.getLogger().level != lowered:
+            return True
+        return record.levelno >= _ROOT_LEVEL["before"]
+
+
+_APP_ROOT_FILTER = _BelowAppRootLevel()
+
+
+def guard_root_handlers(handler: logging.Handler) -> None:
+    """Give the app's own root handlers the filter that keeps them at the app's former root level."""
+    if "set" not in _ROOT_LEVEL:
+        return
+    for existing in logging.root.handlers:
+        if existing is not handler and _APP_ROOT_FILTER not in existing.filters:
+            existing.addFilter(_APP_ROOT_FILTER)
 
 
 def _is_console(handler: logging.Handler) -> bool:
@@ -163,6 +247,7 @@ def reclaim_console() -> None:
             root.removeHandler(existing)
     if handler not in root.handlers:
         root.addHandler(handler)
+    guard_root_handlers(handler)
     for logger in list(logging.Logger.manager.loggerDict.values()):
         if not isinstance(logger, logging.Logger):
             continue
@@ -173,8 +258,6 @@ def reclaim_console() -> None:
                 removed = True
         if removed and not logger.propagate and handler not in logger.handlers:
             logger.addHandler(handler)
-    for name in _SILENCED:
-        logging.getLogger(name).disabled = True
 
 
 def _after(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -193,7 +276,11 @@ def install(handler: LogkitHandler, level: int) -> None:
     global _HANDLER  # noqa: PLW0603 - one console per process
     _HANDLER = handler
     root = logging.getLogger()
-    root.setLevel(level)
+    if root.level == logging.WARNING and level < logging.WARNING:
+        # Root at its default: lower it so LOGKIT_LOG_LEVEL governs the console, and keep the
+        # app's own root handlers at what root let through before. A level the app set is its own.
+        _ROOT_LEVEL.update(set=level, before=root.level)
+        root.setLevel(level)
     if not _PATCHED:
         for module, name in (
             (logging.config, "dictConfig"),
@@ -218,9 +305,15 @@ def uninstall() -> None:
     for name, original in _PATCHED.items():
         setattr(logging.config if name != "basicConfig" else logging, name, original)
     _PATCHED.clear()
-    for name in _SILENCED:
-        logging.getLogger(name).disabled = False
     _SILENCED.clear()
+    _CONSOLE_FILTERS.clear()
+    lowered = _ROOT_LEVEL.pop("set", None)
+    before = _ROOT_LEVEL.pop("before", None)
+    root = logging.getLogger()
+    if lowered is not None and before is not None and root.level == lowered:
+        root.setLevel(before)
+    for existing in root.handlers:
+        existing.removeFilter(_APP_ROOT_FILTER)
     logging.getLogger("opentelemetry.exporter").setLevel(logging.NOTSET)
     logging.getLogger("opentelemetry").setLevel(logging.NOTSET)
     if handler is None:

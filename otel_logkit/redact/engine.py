@@ -9,7 +9,11 @@ C (``bytes.translate`` and ``in``); the regexes only run on strings that pass th
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
+import enum
 import json
+import uuid
 from collections.abc import Iterable, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +31,7 @@ from otel_logkit.redact.detectors import (
     mask_card,
     registered_detectors,
 )
-from otel_logkit.redact.keys import KeyKind, classify_key
+from otel_logkit.redact.keys import KeyKind, classify_key, has_promised_shape
 from otel_logkit.redact.masks import mask_for_key
 
 if TYPE_CHECKING:
@@ -41,6 +45,10 @@ _SAFE, _NORMAL = KeyKind.SAFE, KeyKind.NORMAL
 _EVENT_PASSTHROUGH = (
     frozenset({"exc_info", "stack_info", "_record", "_from_structlog", "positional_args"}) | PRIVATE_KEYS
 )
+# structlog's flags: passed through while they are flags (True, an exc_info tuple), scanned as
+# data otherwise (``stack_info="..."`` is rendered as it is).
+_FLAG_KEYS = frozenset({"exc_info", "stack_info"})
+_FLAG_TYPES = frozenset({bool, type(None), tuple})
 _KEY_CACHE_MAX = 4096
 _CARD_INT_MIN = 10**12
 _CLEAN_CACHE_MAX = 4096
@@ -88,7 +96,7 @@ class Redactor:
         self._compiled = tuple(CompiledDetector(d) for d in self.detectors)
         # Span attributes repeat from span to span (scheme, method, route, host, peer...): the
         # result for a short (key, value) pair is kept, in a bounded dict cleared when full.
-        self._attribute_cache: dict[tuple[str, Any], Any] = {}
+        self._attribute_cache: dict[tuple[str, type, Any], Any] = {}
         # The cheap gate in front of all detectors: a string containing none of these
         # substrings and fewer than _min_digits digits cannot match any of them.
         gated = [d for d in self.detectors if d.triggers or d.keywords or d.min_digits]
@@ -130,25 +138,40 @@ class Redactor:
 
     # -- public API ---------------------------------------------------------------------------
 
-    def redact_event(self, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    def redact_event(  # noqa: PLR0912 - the hot path, inlined on purpose
+        self, event_dict: MutableMapping[str, Any], *, stringify: bool = True
+    ) -> MutableMapping[str, Any]:
         """Redact a structlog event dict in place (and return it), just before rendering.
 
-        Safe keys are skipped, secret keys masked, and every other string searched once by
-        all value detectors; nested data is walked with the same rules.
+        Secret keys are masked and every string is searched once by all value detectors;
+        values under allow-listed keys are skipped only when they have the shape their key
+        promises. Nested data is walked with the same rules.
+
+        Args:
+            event_dict: the event, changed in place.
+            stringify: replace objects the renderer would print with ``repr()`` by that text,
+                redacted (what is rendered is what was redacted). Off, an object is kept as it
+                is unless its text holds a secret (for ``capture_logs`` entries in tests).
         """
         kinds = self._kinds
         is_clean = self._is_clean
         clean = self._clean
-        changes: list[tuple[str, Any]] = []
+        changes: list[tuple[Any, Any]] = []
         for key, value in event_dict.items():
+            if key in _EVENT_PASSTHROUGH and (key not in _FLAG_KEYS or type(value) in _FLAG_TYPES):
+                continue
             kind = kinds.get(key)
             if kind is None:
-                kind = _SAFE if key in _EVENT_PASSTHROUGH else self.key_kind(key)
-                kinds[key] = kind
+                kind = self.key_kind(key)
+            value_type = type(value)
             if kind is _SAFE:
-                continue
+                if value_type is not str or len(value) < _MIN_SECRET_LEN or value in clean or is_clean(value):
+                    if value_type in _PLAIN or value is None:
+                        continue
+                elif has_promised_shape(str(key), value):
+                    continue
+                kind = _NORMAL
             if kind is _NORMAL:
-                value_type = type(value)
                 if value_type is str:
                     if len(value) < _MIN_SECRET_LEN or value in clean or is_clean(value):
                         continue
@@ -157,7 +180,7 @@ class Redactor:
                         continue
                 elif value is None or value_type is float or value_type is bool:
                     continue
-            new = self._value(value, kind, 0, False)
+            new = self._value(value, kind, 0, False, stringify)
             if new is not value:
                 changes.append((key, new))
         for key, new in changes:
@@ -170,7 +193,7 @@ class Redactor:
 
     def redact_value(self, value: Any, key: str | None = None, *, sms: bool = False) -> Any:
         """Redact one value as if it were stored under ``key`` (``None``: detectors only)."""
-        kind = _NORMAL if key is None else self.key_kind(key, sms=sms)
+        kind = _NORMAL if key is None else _checked(self.key_kind(key, sms=sms), key, value)
         return self._value(value, kind, 0, sms)
 
     def redact_mapping(self, mapping: Mapping[Any, Any], *, sms: bool = False) -> dict[Any, Any]:
@@ -189,7 +212,7 @@ class Redactor:
             kind_of_value = type(value)
             cacheable = kind_of_value in _CACHEABLE and (kind_of_value is not str or len(value) <= _CACHED_LENGTH)
             if cacheable:
-                cached = cache.get((key, value), _MISSING)
+                cached = cache.get((key, kind_of_value, value), _MISSING)
                 if cached is not _MISSING:
                     result[key] = cached
                     continue
@@ -197,7 +220,7 @@ class Redactor:
             if cacheable:
                 if len(cache) >= _CACHE_LIMIT:
                     cache.clear()
-                cache[(key, value)] = new
+                cache[(key, kind_of_value, value)] = new
             result[key] = new
         return result
 
@@ -206,7 +229,7 @@ class Redactor:
         if key in bodies.URL_ATTRIBUTES and isinstance(value, str):
             # url.query holds a bare query string (no "?"): as a URL it would parse as a path.
             return self.redact_query(value) if key == bodies.QUERY_ATTRIBUTE else self.redact_url(value)
-        new = self._value(value, self.key_kind(key), 0, False)
+        new = self._value(value, _checked(self.key_kind(key), key, value), 0, False)
         if isinstance(new, list):
             new = tuple(v if isinstance(v, str | bool | int | float) else str(v) for v in new)
             if len({type(v) for v in new}) > 1:
@@ -246,9 +269,9 @@ class Redactor:
 
     # -- recursion ----------------------------------------------------------------------------
 
-    def _value(self, value: Any, kind: KeyKind, depth: int, sms: bool) -> Any:  # noqa: PLR0911 - one flat dispatch on type
+    def _value(self, value: Any, kind: KeyKind, depth: int, sms: bool, stringify: bool = True) -> Any:  # noqa: PLR0911 - one flat dispatch on type
         if kind is _SAFE:
-            return value
+            return value  # callers decide by the value's shape before passing SAFE
         if kind is not _NORMAL:
             return self._masked(value, kind, depth, sms)
         value_type = type(value)
@@ -261,22 +284,27 @@ class Redactor:
         if depth >= self.max_depth:
             return "[TRUNCATED: nested too deep]"
         if isinstance(value, Mapping):
-            return self._mapping(value, depth + 1, sms, _NORMAL)
+            return self._mapping(value, depth + 1, sms, _NORMAL, stringify)
         if isinstance(value, list | tuple | set | frozenset):
-            return self._sequence(value, _NORMAL, depth + 1, sms)
+            return self._sequence(value, _NORMAL, depth + 1, sms, stringify)
         if isinstance(value, bytes | bytearray):
             text = bytes(value[: self.scan_limit]).decode("utf-8", "replace")
             redacted = self._text(text, depth, sms)
             return value if redacted == text and len(value) <= self.scan_limit else redacted
-        return self._other(value, depth, sms)
+        if isinstance(value, int | float):  # int and float subclasses (IntEnum, numpy scalars)
+            return self._value(value.__index__() if isinstance(value, int) else float(value), kind, depth, sms)
+        return self._other(value, depth, sms, stringify)
 
-    def _other(self, value: Any, depth: int, sms: bool) -> Any:
-        try:
-            text = str(value)
-        except Exception:  # noqa: BLE001 - a broken __str__ must not break logging
-            return value
+    def _other(self, value: Any, depth: int, sms: bool, stringify: bool) -> Any:
+        """An object of another type: redact the text the renderer prints for it."""
+        rendered = as_rendered(value)
+        if rendered is not value and not isinstance(rendered, str):
+            return self._value(rendered, _NORMAL, depth + 1, sms, stringify)
+        text = rendered if isinstance(rendered, str) else safe_repr(value)
         redacted = self._text(text, depth, sms)
-        return value if redacted == text else redacted
+        if not stringify and redacted == text:
+            return value
+        return redacted
 
     def _text(self, text: str, depth: int, sms: bool) -> str:
         if len(text) < _MIN_SECRET_LEN:
@@ -336,7 +364,9 @@ class Redactor:
                 text, lowered = replaced, None
         return text
 
-    def _mapping(self, mapping: Mapping[Any, Any], depth: int, sms: bool, inherited: KeyKind) -> dict[Any, Any]:
+    def _mapping(
+        self, mapping: Mapping[Any, Any], depth: int, sms: bool, inherited: KeyKind, stringify: bool = True
+    ) -> dict[Any, Any]:
         result: dict[Any, Any] = {}
         kinds = self._sms_kinds if sms else self._kinds
         is_clean = self._is_clean
@@ -354,6 +384,12 @@ class Redactor:
             if type(key) is str and len(key) >= _MIN_SECRET_LEN and key not in clean and not is_clean(key):
                 out_key = self._scan(key)
             value_type = type(value)
+            if kind is _SAFE:
+                if value_type in _PLAIN or value is None:
+                    result[out_key] = value
+                    continue
+                if value_type is not str or not has_promised_shape(str(key), value):
+                    kind = _NORMAL
             # Inlined _is_plain_scalar / _is_clean: this loop runs once per key of every body.
             if kind is _SAFE or (
                 kind is _NORMAL
@@ -367,10 +403,12 @@ class Redactor:
             ):
                 result[out_key] = value
             else:
-                result[out_key] = self._value(value, kind, depth, sms)
+                result[out_key] = self._value(value, kind, depth, sms, stringify)
         return result
 
-    def _sequence(self, values: Iterable[Any], kind: KeyKind, depth: int, sms: bool) -> list[Any]:
+    def _sequence(
+        self, values: Iterable[Any], kind: KeyKind, depth: int, sms: bool, stringify: bool = True
+    ) -> list[Any]:
         result: list[Any] = []
         for count, item in enumerate(values):
             if count >= self.max_items:
@@ -379,7 +417,7 @@ class Redactor:
             if kind is _NORMAL and (_is_plain_scalar(item) or (type(item) is str and self._is_clean(item))):
                 result.append(item)
             else:
-                result.append(self._value(item, kind, depth, sms))
+                result.append(self._value(item, kind, depth, sms, stringify))
         return result
 
     def _masked(self, value: Any, kind: KeyKind, depth: int, sms: bool) -> Any:
@@ -394,6 +432,48 @@ class Redactor:
             return self._sequence(value, kind, depth + 1, sms)
         text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
         return mask_for_key(kind, text)
+
+
+def _checked(kind: KeyKind, key: Any, value: Any) -> KeyKind:
+    """An allow-listed key's kind, unless ``value`` lacks the shape that key promises."""
+    if kind is not _SAFE or value is None or type(value) in _PLAIN:
+        return kind
+    if type(value) is str and has_promised_shape(str(key), value):
+        return kind
+    return _NORMAL
+
+
+_PLAIN = frozenset({int, float, bool})
+"""Values under allow-listed keys kept as they are: an amount, a count, a status code, a flag."""
+
+
+def as_rendered(value: Any) -> Any:
+    """What the JSON renderer prints for ``value``: a JSON-native value, or ``value`` itself.
+
+    Mirrors orjson's native types (datetimes as ISO 8601, UUIDs as text, enums by value,
+    dataclasses as objects); anything else is rendered with ``repr()``.
+    """
+    if isinstance(value, datetime.datetime | datetime.date | datetime.time):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        try:
+            return {field.name: getattr(value, field.name) for field in dataclasses.fields(value)}
+        except Exception:  # noqa: BLE001 - a broken dataclass is rendered as text
+            return safe_repr(value)
+    return value
+
+
+def safe_repr(value: Any) -> str:
+    """``repr(value)``, or a placeholder naming the type when ``__repr__`` itself raises."""
+    try:
+        text = repr(value)
+    except Exception as exc:  # noqa: BLE001 - a broken __repr__ must not break logging
+        return f"<unrepresentable {type(value).__qualname__}: __repr__ raised {type(exc).__name__}>"
+    return text if isinstance(text, str) else f"<unrepresentable {type(value).__qualname__}>"
 
 
 def _is_plain_scalar(value: Any) -> bool:

@@ -176,3 +176,63 @@ def _looks_like_id(key: str) -> bool:
         or lowered.endswith(("_id", "-id", ".id", "_ids", "uuid", "_ref"))
         or (key.endswith(("Id", "Ids", "ID")))
     )
+
+
+# What an allow-listed key promises about its value. A value of that shape is left alone; any
+# other string under the same key is searched by the value detectors like every other string
+# ("by value, whatever the key"): a card number under `host`, an e-mail in a `path`.
+_HEX32 = re.compile(r"[0-9a-f]{32}")
+_HEX16 = re.compile(r"[0-9a-f]{16}")
+_ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d{1,9})?)?(?:Z|[+-]\d{2}:?\d{2})?)?")
+_UUID = re.compile(r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}")
+_TOKEN = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
+_WORD = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
+_LONG_DIGIT_RUN = re.compile(r"\d{13}")
+_SHAPES: dict[str, re.Pattern[str]] = {
+    "trace_id": _HEX32,
+    "span_id": _HEX16,
+    "parent_span_id": _HEX16,
+    "timestamp": _ISO_TIME,
+    "time": _ISO_TIME,
+    "ts": _ISO_TIME,
+    "created": _ISO_TIME,
+    "created_at": _ISO_TIME,
+    "updated_at": _ISO_TIME,
+    "expires_at": _ISO_TIME,
+    "date": _ISO_TIME,
+    "level": _WORD,
+    "log_level": _WORD,
+    "method": _WORD,
+    "http_method": _WORD,
+    "http.request.method": _WORD,
+    "http.method": _WORD,
+    "currency": _WORD,
+    "env": _WORD,
+    "environment": _WORD,
+    "error_type": _WORD,
+    "error_code": _WORD,
+    "exception.type": _WORD,
+    "error.type": _WORD,
+}
+
+
+def has_promised_shape(key: str, value: str) -> bool:
+    """Whether ``value`` has the shape the allow-listed ``key`` promises (then it is left alone).
+
+    Ids must look like ids: a UUID or hex id, or a token of letters, digits and ``_.:-`` with no
+    run of 13 digits (the shortest card number) and no JWT. Keys with no promised shape (``path``,
+    ``host``, ``name``, ...) always have their values searched.
+    """
+    lowered = key.lower()
+    shape = _SHAPES.get(lowered)
+    if shape is not None:
+        return shape.fullmatch(value) is not None
+    if lowered in ("request_id", "correlation_id") or _looks_like_id(_key_parts(key)[-1]):
+        if _UUID.fullmatch(value):
+            return True
+        return (
+            _TOKEN.fullmatch(value) is not None
+            and _LONG_DIGIT_RUN.search(value) is None
+            and "eyJ" not in value  # a JWT is made of the same characters
+        )
+    return False

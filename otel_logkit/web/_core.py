@@ -5,18 +5,16 @@ from __future__ import annotations
 import contextlib
 import re
 import time
-from collections.abc import Mapping
 from contextvars import Token
-from typing import Any
+from typing import Any, TypeAlias
 
 import structlog
 from opentelemetry import baggage, trace
 from opentelemetry import context as otel_context
 from opentelemetry.trace import NonRecordingSpan, SpanContext
 
-from otel_logkit import attributes, context
+from otel_logkit import _failsafe, attributes, context
 from otel_logkit.config import Settings
-from otel_logkit import _failsafe
 from otel_logkit.web.body import BodyCapture, BodySummarizer
 
 ACCESS_LOGGER = "otel_logkit.access"
@@ -37,6 +35,7 @@ class RequestState:
 
     __slots__ = (
         "body",
+        "client_gone",
         "client_ip",
         "excluded",
         "finished",
@@ -79,6 +78,7 @@ class RequestState:
         self.span_context: SpanContext | None = None
         self.logged_exc: BaseException | None = None
         self.finished = False
+        self.client_gone = False
         self.inner_token: Token[otel_context.Context] | None = None
 
 
@@ -154,7 +154,11 @@ class RequestLogging:
         if state.excluded:
             return
         try:
-            status = state.status_code if state.status_code is not None else 500
+            status = state.status_code
+            if status is None:
+                # No response started: the client left (cancelled, disconnected) - nginx's 499,
+                # normal traffic - or the app returned none and the server answers 500 itself.
+                status = CLIENT_CLOSED_REQUEST if state.client_gone and state.logged_exc is None else 500
             fields: dict[str, Any] = {
                 "method": state.method,
                 "route": state.route,
@@ -179,6 +183,8 @@ class RequestLogging:
             _failsafe.report("access line", exc)
 
 
+CLIENT_CLOSED_REQUEST = 499
+"""``status_code`` of the access line when the client left before any response started (as nginx)."""
 _LOGGED_MARK = "__otel_logkit_logged__"
 
 
@@ -212,19 +218,17 @@ class _SpanScope:
             otel_context.detach(self._token)
 
 
-Bound = tuple["Token[str | None]", "Mapping[str, Token[Any]]"]
+Bound: TypeAlias = "Token[str | None]"
 
 
 def bind_request_id(request_id: str) -> Bound:
-    """Set the request id in :mod:`otel_logkit.context` and structlog's contextvars."""
-    return context.request_id.set(request_id), structlog.contextvars.bind_contextvars(request_id=request_id)
+    """Set the request id in :mod:`otel_logkit.context`, the one place every line reads it from."""
+    return context.request_id.set(request_id)
 
 
 def unbind_request_id(bound: Bound) -> None:
     """Undo :func:`bind_request_id` (contained: a failure here must not replace the app's outcome)."""
-    token, structlog_tokens = bound
     try:
-        structlog.contextvars.reset_contextvars(**structlog_tokens)
-        context.request_id.reset(token)
+        context.request_id.reset(bound)
     except Exception as exc:  # noqa: BLE001 - telemetry must not reach the app
         _failsafe.report("request id reset", exc)

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from otel_logkit.config import Settings
 from otel_logkit import _failsafe
+from otel_logkit.config import Settings
 from otel_logkit.web._core import RequestLogging, RequestState, bind_request_id, unbind_request_id
 from otel_logkit.web.body import BodyCapture, BodySummarizer
 from otel_logkit.web.client_ip import client_ip
@@ -72,6 +72,8 @@ class RequestContextMiddleware:
         except BaseException as exc:
             if isinstance(exc, Exception):
                 self._logging.log_error(state, exc)
+            else:
+                state.client_gone = True  # cancelled: the server gave up on a client that left
             self._finish(state, scope, complete=False)
             raise
         else:
@@ -113,7 +115,9 @@ class RequestContextMiddleware:
     def _receive(self, state: RequestState, receive: Receive) -> Receive:
         async def receive_wrapper() -> Message:
             message = await receive()
-            if message["type"] == "http.request":
+            if message["type"] == "http.disconnect":
+                state.client_gone = True
+            elif message["type"] == "http.request":
                 try:
                     state.body.feed(message.get("body", b""))
                 except Exception as exc:  # noqa: BLE001 - telemetry must not reach the app

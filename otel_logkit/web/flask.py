@@ -9,15 +9,14 @@
 - Nothing replaces a Flask class, uses a deprecated Flask API, or holds an app: the hooks are
   Flask signals connected once to module-level functions, and the app being called reaches the
   innermost WSGI callable through a ContextVar for the duration of the call.
-- ``Flask.log_exception`` always runs, so the app's own ``app.logger`` handlers (mail, Sentry,
-  files) see every exception. Only otel-logkit's own handler drops that line when otel-logkit's
-  error line already carries the exception (:class:`FlaskDuplicateFilter`).
+- ``Flask.log_exception`` is not patched: the app's own ``app.logger`` handlers (mail, Sentry,
+  files) see every exception. Only otel-logkit's console drops Flask's "Exception on ..." line
+  when otel-logkit's error line already carries the exception (``DuplicateErrorFilter``).
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextvars import ContextVar
 from typing import Any
 from wsgiref.util import request_uri
@@ -29,7 +28,7 @@ from opentelemetry.trace import Status, StatusCode
 from opentelemetry.util.http import ExcludeList, sanitize_method
 
 from otel_logkit import _failsafe
-from otel_logkit.web._core import RequestState, was_logged
+from otel_logkit.web._core import RequestState
 from otel_logkit.web.asgi import STATE_KEY
 from otel_logkit.web.types import StartResponse, WSGIApp, WSGIEnviron
 
@@ -40,7 +39,6 @@ _TOKENS_KEY = "otel_logkit.server_span_tokens"
 _STARTED_KEY = "otel_logkit.request_started"
 
 _current_call: ContextVar[WSGIApp | None] = ContextVar("otel_logkit_flask_call", default=None)
-_duplicate_of: ContextVar[BaseException | None] = ContextVar("otel_logkit_flask_duplicate", default=None)
 _started: ContextVar[RequestState | None] = ContextVar("otel_logkit_flask_started", default=None)
 
 
@@ -308,65 +306,3 @@ def flask_route(environ: WSGIEnviron) -> str | None:
     rule = getattr(request, "url_rule", None)
     template = getattr(rule, "rule", None)
     return template if isinstance(template, str) else None
-
-
-# -- Flask.log_exception --------------------------------------------------------------------------
-def wrap_log_exception(original: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap ``Flask.log_exception`` whatever its signature (3.1: ``(exc_info)``, 3.2: ``(ctx, exc_info)``).
-
-    The original always runs; while it does, :class:`FlaskDuplicateFilter` knows which exception
-    otel-logkit's error line already carries.
-    """
-
-    def log_exception(*args: Any, **kwargs: Any) -> Any:
-        token = None
-        try:
-            exc = _exception_of(kwargs["exc_info"] if "exc_info" in kwargs else (args[-1] if args else None))
-            if was_logged(exc):
-                token = _duplicate_of.set(exc)
-        except Exception as error:  # noqa: BLE001 - telemetry must not reach the app
-            _failsafe.report("log_exception", error)
-        try:
-            return original(*args, **kwargs)
-        finally:
-            if token is not None:
-                _duplicate_of.reset(token)
-
-    return log_exception
-
-
-def _exception_of(exc_info: Any) -> BaseException | None:
-    if isinstance(exc_info, BaseException):
-        return exc_info
-    if isinstance(exc_info, tuple) and len(exc_info) == 3 and isinstance(exc_info[1], BaseException):
-        return exc_info[1]
-    return None
-
-
-class FlaskDuplicateFilter(logging.Filter):
-    """On otel-logkit's own handler: drop Flask's "Exception on ..." line when the error line has it.
-
-    Only records emitted by ``Flask.log_exception`` for an exception otel-logkit already wrote are
-    dropped, and only by the handler this filter is on: the app's handlers receive everything.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        """Keep the record unless it is Flask's line for an exception already written."""
-        duplicate = _duplicate_of.get()
-        return not (duplicate is not None and record.exc_info is not None and record.exc_info[1] is duplicate)
-
-
-def filter_own_handlers() -> None:
-    """Put a :class:`FlaskDuplicateFilter` on otel-logkit's handler(s) on the root logger (idempotent)."""
-    from otel_logkit.logs.stdlib import LogkitHandler
-
-    for handler in logging.getLogger().handlers:
-        if isinstance(handler, LogkitHandler) and not any(isinstance(f, FlaskDuplicateFilter) for f in handler.filters):
-            handler.addFilter(FlaskDuplicateFilter())
-
-
-def unfilter_own_handlers() -> None:
-    """Undo :func:`filter_own_handlers` (tests)."""
-    for handler in logging.getLogger().handlers:
-        for log_filter in [f for f in handler.filters if isinstance(f, FlaskDuplicateFilter)]:
-            handler.removeFilter(log_filter)

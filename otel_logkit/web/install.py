@@ -11,10 +11,9 @@ Mechanism (patching classes, so that apps need no code change):
   access and error lines carry its ``trace_id``/``span_id``.
 - ``FastAPI.__init__`` receives otel-logkit's ``telemetry`` options (:mod:`otel_logkit.web.native`)
   on FastAPI releases that trace requests themselves; the app's own options win.
-- ``Flask.__call__`` runs every request through a :class:`WSGIRequestContextMiddleware` around
-  the official WSGI middleware's server span (:mod:`otel_logkit.web.flask`); ``Flask.log_exception``
-  still runs, wrapped only to tell otel-logkit's own handler which line is a duplicate. Both
-  wrappers take ``*args, **kwargs``; no Flask class is replaced and no app object is kept.
+- ``Flask.__call__`` (wrapped with ``*args, **kwargs``) runs every request through a
+  :class:`WSGIRequestContextMiddleware` and otel-logkit's server span (:mod:`otel_logkit.web.flask`);
+  no other Flask method is patched, no Flask class is replaced and no app object is kept.
 
 No framework is imported by otel-logkit: each class is patched when its module is imported by
 the app (a post-import hook), or at once if it is already imported. Patching twice is a no-op;
@@ -115,16 +114,22 @@ def uninstall() -> None:
 
             _Installed.flask_signals = False
             flask_support.disconnect_signals()
-            flask_support.unfilter_own_handlers()
+
+
+# What servers and frameworks write for an unhandled exception that otel-logkit's error line
+# already carries: uvicorn's and Flask's own templates.
+_SERVER_ERROR_TEMPLATES = ("Exception in ASGI application", "Exception on ")
 
 
 class DuplicateErrorFilter(logging.Filter):
-    """Drop a server's own "Exception in ASGI application" line when the error line has it."""
+    """Drop, from otel-logkit's console, a server's own line for an exception it already wrote."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        """Keep the record unless its exception was already written by otel-logkit."""
+        """Keep the record unless it is a server's duplicate of otel-logkit's error line."""
         exc_info = record.exc_info
-        return not (exc_info and was_logged(exc_info[1]))
+        if not (exc_info and was_logged(exc_info[1])):
+            return True
+        return not (isinstance(record.msg, str) and record.msg.startswith(_SERVER_ERROR_TEMPLATES))
 
 
 class WerkzeugAccessFilter(logging.Filter):
@@ -132,25 +137,21 @@ class WerkzeugAccessFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Keep werkzeug's other lines (start-up, errors)."""
-        return not (isinstance(record.msg, str) and record.msg.endswith('] "%s" %s %s'))
+        return not (record.name == "werkzeug" and isinstance(record.msg, str) and record.msg.endswith('] "%s" %s %s'))
 
 
 def _silence_werkzeug_access() -> None:
-    server_logger = logging.getLogger("werkzeug")
-    if not any(isinstance(f, WerkzeugAccessFilter) for f in server_logger.filters):
-        server_logger.addFilter(WerkzeugAccessFilter())
+    from otel_logkit.logs.stdlib import add_console_filter
+
+    add_console_filter(WerkzeugAccessFilter())
 
 
 def _silence_uvicorn_access() -> None:
-    try:
-        from otel_logkit.logs.stdlib import silence_logger
-    except ImportError:  # pragma: no cover - the logging chain ships with the package
-        return
+    from otel_logkit.logs.stdlib import add_console_filter, silence_logger
+
+    # On otel-logkit's console only: the app's own handlers on these loggers still get them.
     silence_logger("uvicorn.access")
-    # Filters survive uvicorn's dictConfig (it replaces handlers, not filters).
-    server_logger = logging.getLogger("uvicorn.error")
-    if not any(isinstance(f, DuplicateErrorFilter) for f in server_logger.filters):
-        server_logger.addFilter(DuplicateErrorFilter())
+    add_console_filter(DuplicateErrorFilter())
 
 
 def _patch(cls: type, name: str, make: Any) -> None:
@@ -186,11 +187,9 @@ def _patch_flask(module: ModuleType) -> None:
         if _Installed.settings is None:
             return
         _patch(module.Flask, "__call__", _wrap_wsgi_call)
-        _patch(module.Flask, "log_exception", flask_support.wrap_log_exception)
         if not _Installed.flask_signals:
             _Installed.flask_signals = True
             flask_support.connect_signals()
-        flask_support.filter_own_handlers()
     _silence_werkzeug_access()
 
 

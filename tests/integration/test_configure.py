@@ -176,3 +176,59 @@ def test_stdlib_extra_fields_become_fields(captured: Captured) -> None:
     logging.getLogger("lib").warning("slow query", extra={"query_ms": 812, "table": "orders"})
     (line,) = captured.lines()
     assert (812, "orders") == (line["query_ms"], line["table"])
+
+
+class _Collect(logging.Handler):
+    """The app's own handler (a file, mail-on-error, Sentry): keeps every record it gets."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_silenced_and_filtered_records_still_reach_the_apps_own_handlers(captured: Captured) -> None:
+    """otel-logkit drops uvicorn's access line and duplicate error lines from its console only."""
+    from otel_logkit import web
+    from otel_logkit.web._core import mark_logged
+
+    web.install(setup.current_settings(), None, None)  # type: ignore[arg-type]
+    access, errors = _Collect(), _Collect()
+    logging.getLogger("uvicorn.access").addHandler(access)
+    logging.getLogger("uvicorn.error").addHandler(errors)
+    error = RuntimeError("boom")
+    mark_logged(error)
+    try:
+        logging.getLogger("uvicorn.access").info('%s - "%s %s HTTP/%s" %d', "1.2.3.4", "GET", "/", "1.1", 200)
+        logging.getLogger("uvicorn.error").error("Exception in ASGI application\n", exc_info=error)
+    finally:
+        logging.getLogger("uvicorn.access").removeHandler(access)
+        logging.getLogger("uvicorn.error").removeHandler(errors)
+    assert (1, 1) == (len(access.records), len(errors.records))
+    assert [] == [line for line in captured.lines() if line["logger"].startswith("uvicorn")]
+    assert not logging.getLogger("uvicorn.access").disabled
+
+
+def test_root_level_set_by_the_app_is_kept() -> None:
+    """An app that set root to ERROR keeps it: otel-logkit does not lower it."""
+    root = logging.getLogger()
+    root.setLevel(logging.ERROR)
+    with capture(env="dev"):
+        assert logging.ERROR == root.level
+
+
+def test_apps_root_handlers_see_what_they_saw_before() -> None:
+    """Lowering root's default level for the console does not send more records to the app's root handlers."""
+    own = _Collect()
+    logging.getLogger().setLevel(logging.WARNING)
+    with capture(env="dev") as cap:
+        logging.getLogger().addHandler(own)
+        try:
+            logging.getLogger("lib").info("console only")
+            logging.getLogger("lib").warning("both")
+        finally:
+            logging.getLogger().removeHandler(own)
+    assert ["both"] == [record.getMessage() for record in own.records]
+    assert ["console only", "both"] == [line["message"] for line in cap.lines()]

@@ -258,3 +258,46 @@ def test_secrets_in_query_strings_never_leave_the_process() -> None:
     assert all(secret.encode() not in raw for raw in receiver.raw)
     server = next(s for s in receiver.spans if s.name == "GET /products")
     assert "page=2" in str(server.attributes)
+
+
+_DRAINING_APP = """
+import signal, sys, time
+import structlog
+from opentelemetry import trace
+import otel_logkit
+
+def drain(signum, frame):
+    with trace.get_tracer("app").start_as_current_span("drain"):
+        structlog.get_logger("app").warning("draining")
+    sys.exit(0)
+
+signal.signal(signal.SIGTERM, drain)
+otel_logkit.configure()
+sys.stderr.write("ready\\n")
+sys.stderr.flush()
+time.sleep(30)
+"""
+
+
+def test_sigterm_runs_the_apps_own_handler_before_the_flush() -> None:
+    """The app's SIGTERM handler runs first; what it logs and traces while draining is exported."""
+    with otlp_receiver() as receiver:
+        process = subprocess.Popen(
+            [str(BIN / "python"), "-c", _DRAINING_APP],
+            cwd=ROOT,
+            env=app_env(receiver),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert process.stderr is not None
+            assert "ready" in process.stderr.readline()
+            process.send_signal(signal.SIGTERM)
+            stdout, _ = process.communicate(timeout=20)
+        finally:
+            process.kill()
+        assert 0 == process.returncode
+        assert ["draining"] == [line["message"] for line in parse_lines(stdout)]
+        assert any(r.body == "draining" for r in receiver.logs)
+        assert any(s.name == "drain" for s in receiver.spans)

@@ -66,8 +66,7 @@ def run_raw(app: Any, scope: Any, body: bytes = b"") -> list[dict[str, Any]]:
     async def receive() -> dict[str, Any]:
         if messages:
             return messages.pop(0)
-        await asyncio.sleep(3600)
-        return {"type": "http.disconnect"}
+        return {"type": "http.disconnect"}  # the client is gone once its body is read
 
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
@@ -255,7 +254,9 @@ def test_telemetry_failure_is_contained(app: Any, logkit: Captured, monkeypatch:
     assert len(reports) == 1
 
 
-def test_telemetry_failure_surfaces_under_the_test_switch(app: Any, logkit: Captured, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_telemetry_failure_surfaces_under_the_test_switch(
+    app: Any, logkit: Captured, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """With otel-logkit's test switch on, the same failure is re-raised, so bugs cannot hide in tests."""
     monkeypatch.setattr(_failsafe, "raise_errors", True)
 
@@ -275,3 +276,22 @@ def test_custom_request_id_header() -> None:
         assert response_header(sent, b"x-correlation-id") == [b"corr-1"]
         assert response_header(sent, b"x-request-id") == []
         assert [line["request_id"] for line in captured.access()] == ["corr-1"]
+
+
+def test_client_gone_before_the_response_is_not_a_5xx_error(logkit: Captured) -> None:
+    """A client that leaves before any response starts gives an INFO access line with status 499."""
+
+    async def waits_for_the_client(scope: Any, receive: Any, send: Any) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass  # the app sees the disconnect and returns without answering
+
+    async def cancelled(scope: Any, receive: Any, send: Any) -> None:
+        raise asyncio.CancelledError
+
+    run_raw(RequestContextMiddleware(waits_for_the_client), http_scope("/slow", []))
+    with pytest.raises(asyncio.CancelledError):
+        run_raw(RequestContextMiddleware(cancelled), http_scope("/slow", []))
+    access = logkit.access()
+    assert [(499, "INFO", True), (499, "INFO", True)] == [
+        (line["status_code"], line["level"], line["response_incomplete"]) for line in access
+    ]

@@ -74,7 +74,7 @@ def test_app_freed_on_zero_refcount(app: Any, logkit: Captured) -> None:
 
 
 def test_log_exception_takes_flask_32_arguments(logkit: Captured, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Flask 3.2 calls log_exception(ctx, exc_info): the patch passes any arguments through."""
+    """Flask 3.2 calls log_exception(ctx, exc_info): otel-logkit leaves the method as Flask defines it."""
     from flask import Flask
 
     from otel_logkit import web
@@ -86,12 +86,29 @@ def test_log_exception_takes_flask_32_arguments(logkit: Captured, monkeypatch: p
 
     monkeypatch.setattr(Flask, "log_exception", log_exception_32)
     web.install(setup.current_settings())  # type: ignore[arg-type]
-    assert hasattr(Flask.log_exception, "__otel_logkit_original__")
-    error = RuntimeError("x")
-    exc_info = (RuntimeError, error, None)
+    assert log_exception_32 is Flask.__dict__["log_exception"]
+    exc_info = (RuntimeError, RuntimeError("x"), None)
     Flask("t").log_exception("ctx", exc_info)
-    Flask("t").log_exception("ctx", exc_info=exc_info)
-    assert [("ctx", exc_info), ("ctx", exc_info)] == calls
+    assert [("ctx", exc_info)] == calls
+
+
+def test_wsgi_call_passes_any_arguments_through(logkit: Captured, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Flask.__call__ is wrapped with *args/**kwargs: an unexpected signature reaches Flask as given."""
+    from flask import Flask
+
+    from otel_logkit import web
+
+    calls: list[tuple[Any, ...]] = []
+
+    def call(self: Any, *args: Any, **kwargs: Any) -> str:
+        calls.append((args, kwargs))
+        return "called"
+
+    monkeypatch.setattr(Flask, "__call__", call)
+    web.install(setup.current_settings())  # type: ignore[arg-type]
+    assert hasattr(Flask.__call__, "__otel_logkit_original__")
+    assert "called" == Flask("t")("environ", "start_response", "extra", key=1)
+    assert [(("environ", "start_response", "extra"), {"key": 1})] == calls
 
 
 def test_app_logger_handlers_see_unhandled_exception(app: Any, logkit: Captured) -> None:

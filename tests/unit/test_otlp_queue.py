@@ -201,3 +201,86 @@ def test_a_steady_trickle_is_exported_in_full_batches() -> None:
     assert 230 == sum(exporter.sizes)
     assert [50, 50, 50, 50] == exporter.sizes[:4]  # full batches while the trickle ran
     assert [30] == exporter.sizes[4:]  # the rest only when flushed
+
+
+class _RefusingExporter(LogRecordExporter):
+    """Raises for any batch holding a record whose body is ``"poison"`` (an encoder bug)."""
+
+    def __init__(self) -> None:
+        self.exported: list[ReadableLogRecord] = []
+
+    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
+        if any(r.log_record.body == "poison" for r in batch):
+            raise ValueError("cannot encode")
+        self.exported.extend(batch)
+        return LogRecordExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True
+
+
+def test_one_bad_record_never_drops_the_batch_nor_reads_as_collector_failure() -> None:
+    """The encoder refusing one record costs that record only, counted; export health stays green."""
+    from otel_logkit import _failsafe
+
+    reports: list[tuple[str, str]] = []
+    health = ExportHealth("http://127.0.0.1:4318", lambda level, message, fields: reports.append((level, message)))
+    exporter = _RefusingExporter()
+    queue = LogExportQueue(exporter, RESOURCE, health=health)
+    previous, _failsafe.raise_errors = _failsafe.raise_errors, False
+    try:
+        for body in ("a", "poison", "b"):
+            queue.put(event(message=body))
+        assert queue.force_flush(5)
+    finally:
+        _failsafe.raise_errors = previous
+        queue.shutdown(1)
+    assert ["a", "b"] == [r.log_record.body for r in exporter.exported]
+    assert (1, 1) == (queue.bad_records, queue.dropped_total)
+    assert not queue.failing
+    assert [] == [message for level, message in reports if level == "warning"]
+
+
+def test_queue_is_bounded_in_bytes_as_well_as_records() -> None:
+    """A stalled collector with huge lines holds at most the byte budget, the rest is counted as dropped."""
+    exporter = BlockingExporter()
+    queue = LogExportQueue(exporter, RESOURCE, max_queue_size=1000, max_queue_bytes=1_000_000, max_batch_size=1000)
+    try:
+        for _ in range(100):
+            queue.put(event(message="m", blob="x" * 100_000))
+        assert queue.dropped_total >= 90
+    finally:
+        exporter.release.set()
+        queue.shutdown(2)
+
+
+def test_attribute_limits_are_applied() -> None:
+    """The SDK's count and length limits hold for exported records."""
+    exporter = InMemoryLogRecordExporter()  # type: ignore[no-untyped-call]
+    queue = LogExportQueue(exporter, RESOURCE, max_attributes=3, max_attribute_length=5)
+    try:
+        queue.put(event(message="m", a="abcdefgh", b=1, c=2, d=3, e=4))
+        assert queue.force_flush(5)
+    finally:
+        queue.shutdown(1)
+    (record,) = exporter.get_finished_logs()
+    attributes = dict(record.log_record.attributes or {})
+    assert 3 == len(attributes)
+    assert "abcde" == attributes["a"]
+
+
+def test_a_dropped_queue_is_not_kept_alive_by_the_fork_hook() -> None:
+    """The at-fork registry holds queues weakly: a queue no one references is freed."""
+    import gc
+    import weakref
+
+    exporter = InMemoryLogRecordExporter()  # type: ignore[no-untyped-call]
+    queue = LogExportQueue(exporter, RESOURCE)
+    queue.shutdown(1)
+    ref = weakref.ref(queue)
+    del queue
+    gc.collect()
+    assert ref() is None

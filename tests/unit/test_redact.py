@@ -141,9 +141,19 @@ EVENT_CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
     ("value_in_message", {"event": "paid by jane@x.io"}, {"event": "paid by ***@x.io"}),
     ("card_int", {"ref": 4242424242424242}, {"ref": "****4242"}),
     (
-        "safe_keys_untouched",
-        {"order_id": "4242424242424242", "request_id": "a@b.io", "amount": 4242424242424242},
-        {"order_id": "4242424242424242", "request_id": "a@b.io", "amount": 4242424242424242},
+        "safe_keys_of_their_shape_untouched",
+        {"order_id": "ord_8f3a91", "request_id": "7f9c2ba4e88f827d616045507605853e", "amount": 4242424242424242},
+        {"order_id": "ord_8f3a91", "request_id": "7f9c2ba4e88f827d616045507605853e", "amount": 4242424242424242},
+    ),
+    (
+        "safe_keys_value_scanned_when_not_their_shape",
+        {
+            "order_id": "4242424242424242",
+            "request_id": "a@b.io",
+            "host": "4111111111111111",
+            "path": "/u/jo@x.io/reset",
+        },
+        {"order_id": "****4242", "request_id": "***@b.io", "host": "****1111", "path": "/u/***@x.io/reset"},
     ),
     ("json_string", {"body": '{"cvc": "123", "n": 1}'}, {"body": f'{{"cvc":"{REDACTED}","n":1}}'}),
     (
@@ -410,3 +420,18 @@ def test_digits_of_keeps_ascii_digits_only(text: str, digits: str) -> None:
     from otel_logkit.redact.detectors import digits_of
 
     assert digits == digits_of(text)
+
+
+def test_attribute_cache_keeps_each_value_type() -> None:
+    """``1``, ``True`` and ``1.0`` are equal as dict keys; each keeps its own type through the cache."""
+    redactor = Redactor()
+    results = [redactor.redact_attributes({"retries": value})["retries"] for value in (1, True, 1.0, True, 1)]
+    assert [int, bool, float, bool, int] == [type(value) for value in results]
+
+
+def test_private_event_keys_are_not_safe_in_nested_data() -> None:
+    """A body key named like a private event key is redacted as data after the first log line."""
+    redactor = Redactor()
+    redactor.redact_event({"_record": object(), "stack_info": True, "event": "x"})
+    nested = redactor.redact_value({"_record": "card 4242424242424242", "stack_info": "jo@x.io"})
+    assert {"_record": "card ****4242", "stack_info": "***@x.io"} == nested

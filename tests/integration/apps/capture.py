@@ -11,8 +11,7 @@ from typing import Any
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import otel_logkit
-from otel_logkit import setup, web
-from otel_logkit import _failsafe
+from otel_logkit import _failsafe, setup, web
 
 
 @dataclass
