@@ -170,6 +170,22 @@ def test_bound_fields_reset_between_requests(logkit: Captured) -> None:
     assert {} == structlog.contextvars.get_contextvars()
 
 
+def test_thread_fields_restored_after_request(logkit: Captured) -> None:
+    """Fields the server thread had bound before a request are back after it, even if the view rebinds them."""
+    from flask import Flask
+
+    app = Flask("bind-outer")
+
+    @app.get("/rebind")
+    def rebind_view() -> str:
+        otel_logkit.bind(worker="view", extra=1)
+        return "ok"
+
+    structlog.contextvars.bind_contextvars(worker="w-1")
+    assert 200 == app.test_client().get("/rebind").status_code
+    assert {"worker": "w-1"} == structlog.contextvars.get_contextvars()
+
+
 def test_bound_fields_reach_streamed_body(logkit: Captured) -> None:
     """Fields bound in a view are still bound while its streamed body is produced."""
     from flask import Flask, Response, stream_with_context
