@@ -17,7 +17,8 @@ FastAPI's suite is its ``tests/test_tutorial`` directory (every documented examp
 ``tests/`` takes about two minutes a run on two cores, six runs would not fit five minutes).
 
 Environment: ``COMPAT_FLASK`` / ``COMPAT_FASTAPI`` (versions, default the supported releases
-below), ``COMPAT_JOBS`` (suites run at once, default 2), ``COMPAT_OFFICIAL=0`` (skip the
+below; PyPI had no newer pre-release to try as the development heads in December 2026),
+``COMPAT_JOBS`` (suites run at once, default 2), ``COMPAT_OFFICIAL=0`` (skip the
 information-only runs).
 """
 
@@ -227,6 +228,13 @@ def changed(bare: Outcomes, other: Outcomes) -> list[str]:
     )
 
 
+def last_line(suite: Suite, mode: str, strictness: str) -> str:
+    """The last non-empty line of a run's log (why a run wrote no report)."""
+    log = CACHE / "results" / f"{suite.name}-{suite.version}-{mode}-{strictness}.log"
+    lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    return lines[-1][:200] if lines else "(empty log)"
+
+
 def report(results: dict[tuple[str, str, str], Outcomes]) -> int:
     """Print the table and the differing tests; return how many differ under otel-logkit-instrument."""
     width = max(len(mode) for mode in MODES) + 2
@@ -236,7 +244,7 @@ def report(results: dict[tuple[str, str, str], Outcomes]) -> int:
     failing = 0
     details: list[str] = []
     for suite in SUITES:
-        label = f"{suite.name} {suite.version}"
+        name = label = f"{suite.name} {suite.version}"
         for mode in MODES:
             cells = []
             for strictness in STRICTNESS:
@@ -248,10 +256,15 @@ def report(results: dict[tuple[str, str, str], Outcomes]) -> int:
                     if diff:
                         if mode == "otel-logkit-instrument":
                             failing += len(diff)
-                        details.append(f"{label} {mode} {strictness}: {len(diff)} differ")
-                        details += [f"    {line}" for line in diff[:25]]
-                        if len(diff) > 25:
-                            details.append(f"    ... and {len(diff) - 25} more")
+                        details.append(f"{name} {mode} {strictness}: {len(diff)} differ")
+                        if run_results is NO_RESULTS:
+                            details.append(
+                                f"    no report written; the run ended with: {last_line(suite, mode, strictness)}"
+                            )
+                        else:
+                            details += [f"    {line}" for line in diff[:25]]
+                            if len(diff) > 25:
+                                details.append(f"    ... and {len(diff) - 25} more")
                 cells.append(cell)
             print(f"{label:<18}{mode:<{width}}{cells[0]:<28}{cells[1]:<28}")
             label = ""
