@@ -19,8 +19,6 @@ from otel_logkit import environment_variables as ev
 from otel_logkit.config import Settings
 from otel_logkit.exceptions import ConfigError
 
-_SECRET_WORDS = ("authorization", "api-key", "apikey", "api_key", "token", "secret", "password", "key")
-
 
 def instrument_main() -> None:
     """``otel-logkit-instrument [opentelemetry-instrument options] COMMAND [ARGS...]``.
@@ -79,8 +77,10 @@ def mask(name: str, value: str) -> str:
             key, sep, _ = pair.partition("=")
             pairs.append(f"{key.strip()}=****" if sep else "****")
         return ",".join(pairs)
-    if any(word in name.lower() for word in ("password", "secret", "token", "api_key")):
-        return "****"
+    from otel_logkit.redact.keys import KeyKind, classify_key
+
+    if classify_key(name) not in (KeyKind.NORMAL, KeyKind.SAFE):
+        return "****"  # the redactor's own key rules: *_PASSWORD, *_API_KEY, *_TOKEN, ...
     parsed = urllib.parse.urlsplit(value)
     if parsed.password or parsed.username:
         host = parsed.hostname or ""

@@ -9,6 +9,7 @@ import re
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 from typing import Any, Literal
 
 from otel_logkit import environment_variables as ev
@@ -38,7 +39,11 @@ SAMPLERS = (
     "parentbased_always_on",
     "parentbased_always_off",
     "parentbased_traceidratio",
+    "jaeger_remote",
+    "parentbased_jaeger_remote",
+    "xray",
 )
+"""The specification's sampler names; samplers registered as entry points are accepted too."""
 DEFAULT_SERVICE_NAME = "unknown_service"
 # RFC 9110 token: what an HTTP header name may be made of.
 _HEADER_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}")
@@ -59,6 +64,8 @@ class Settings:
     body_summary_max: int = 512
     trusted_proxies: tuple[Network, ...] = ()
     excluded_urls: tuple[str, ...] = ()
+    fastapi_span_excluded_urls: str = ""
+    disabled_instrumentations: frozenset[str] = frozenset()
     export_queue_size: int = 20_000
     shutdown_timeout: float = 5.0
     sdk_disabled: bool = False
@@ -68,7 +75,7 @@ class Settings:
     otlp_endpoint: str = "http://localhost:4318"
     otlp_logs_endpoint: str = "http://localhost:4318/v1/logs"
     otlp_traces_endpoint: str = "http://localhost:4318/v1/traces"
-    resource_attributes: Mapping[str, str] = field(default_factory=dict)
+    resource_attributes: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def log_level_name(self) -> str:
@@ -117,8 +124,8 @@ class Settings:
             return endpoint.rstrip("/") + f"/v1/{signal}"
 
         sampler = get("OTEL_TRACES_SAMPLER")
-        if sampler is not None:
-            _choice("OTEL_TRACES_SAMPLER", sampler, SAMPLERS, lower=True)
+        if sampler is not None and sampler.lower() not in SAMPLERS and sampler not in _registered_samplers():
+            _choice("OTEL_TRACES_SAMPLER", sampler, SAMPLERS + _registered_samplers(), lower=True)
 
         settings = cls(
             service=service,
@@ -131,6 +138,13 @@ class Settings:
             body_summary_max=_int(ev.LOGKIT_BODY_SUMMARY_MAX, get(ev.LOGKIT_BODY_SUMMARY_MAX), 512, 16, 1 << 20),
             trusted_proxies=_networks(ev.LOGKIT_TRUSTED_PROXIES, get(ev.LOGKIT_TRUSTED_PROXIES)),
             excluded_urls=_excluded_urls(environ),
+            # The contrib instrumentation's precedence: the FastAPI-specific variable, else the generic one.
+            fastapi_span_excluded_urls=(
+                environ.get("OTEL_PYTHON_FASTAPI_EXCLUDED_URLS", environ.get("OTEL_PYTHON_EXCLUDED_URLS", "")) or ""
+            ).strip(),
+            disabled_instrumentations=frozenset(
+                part.strip() for part in (get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS") or "").split(",") if part.strip()
+            ),
             export_queue_size=_int(
                 ev.LOGKIT_EXPORT_QUEUE_SIZE, get(ev.LOGKIT_EXPORT_QUEUE_SIZE), 20_000, 100, 10_000_000
             ),
@@ -142,7 +156,7 @@ class Settings:
             otlp_endpoint=endpoint,
             otlp_logs_endpoint=signal_endpoint("logs"),
             otlp_traces_endpoint=signal_endpoint("traces"),
-            resource_attributes=resource_attributes,
+            resource_attributes=MappingProxyType(resource_attributes),
         )
         if not overrides:
             return settings
@@ -187,6 +201,13 @@ def _seconds(variable: str, value: str | None, default: float) -> float:
     if not 0 < number <= 300:
         raise ConfigError(variable, value, "a number of seconds greater than 0 and at most 300")
     return number
+
+
+def _registered_samplers() -> tuple[str, ...]:
+    """Samplers installed packages register (``opentelemetry_traces_sampler`` entry points)."""
+    from importlib.metadata import entry_points
+
+    return tuple(sorted(ep.name for ep in entry_points(group="opentelemetry_traces_sampler")))
 
 
 def _bool(variable: str, value: str | None) -> bool:

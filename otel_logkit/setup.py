@@ -31,7 +31,7 @@ from opentelemetry.sdk.trace.export import (
 
 from otel_logkit import web, wire
 from otel_logkit.config import Settings
-from otel_logkit.gateways.hooks import instrument_kwargs, uninstall_failure_observers
+from otel_logkit.gateways.hooks import install_failure_observers, instrument_kwargs, uninstall_failure_observers
 from otel_logkit.logs import chain, stdlib
 from otel_logkit.logs.health import ExportHealth, ReportingSpanExporter
 from otel_logkit.logs.otlp import LogExportQueue
@@ -129,9 +129,11 @@ def configure(
             # FastAPI releases that trace requests themselves get their own server span, not the
             # contrib middleware's (much cheaper per request; see otel_logkit.web.native).
             native = runtime.tracer_provider is not None and native_fastapi.available()
-            disabled = _disabled_instrumentations()
+            disabled = set(settings.disabled_instrumentations)
+            if settings.gateways:  # without gateway hosts there is no failure to observe: patch nothing
+                install_failure_observers()
             runtime.instrumentors = _instrument(runtime, redactor, disabled | {"fastapi"} if native else disabled)
-            fastapi_defaults = native_fastapi.telemetry_defaults(tracing=not disabled & {"fastapi", "*"})
+            fastapi_defaults = native_fastapi.telemetry_defaults(settings, tracing=not disabled & {"fastapi", "*"})
             flask_traced = runtime.tracer_provider is not None and not disabled & {"flask", "*"}
             web.install(
                 settings,
@@ -215,11 +217,6 @@ def _tracer_provider(
         console = ConsoleSpanExporter(out=sys.stderr)
         provider.add_span_processor(SimpleSpanProcessor(RedactingSpanExporter(console, redactor)))
     return provider, reporting
-
-
-def _disabled_instrumentations() -> set[str]:
-    value = os.environ.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "")
-    return {part.strip() for part in value.split(",") if part.strip()}
 
 
 def _instrument(runtime: _Runtime, redactor: Redactor, disabled: set[str]) -> list[Any]:
@@ -379,6 +376,11 @@ def is_configured() -> bool:
 def current_settings() -> Settings | None:
     """The settings in force, or ``None`` before :func:`configure`."""
     return _runtime.settings if _runtime is not None else None
+
+
+def current_redactor() -> Redactor | None:
+    """The process's one redactor, or ``None`` before :func:`configure`."""
+    return _runtime.redactor if _runtime is not None else None
 
 
 def log_queue() -> LogExportQueue | None:

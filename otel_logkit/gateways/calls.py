@@ -20,7 +20,7 @@ from opentelemetry.trace import Span, Status, StatusCode
 from otel_logkit import _failsafe
 from otel_logkit import attributes as attr
 from otel_logkit.redact import Redactor
-from otel_logkit.redact.bodies import truncate_bytes
+from otel_logkit.redact.text import truncate_bytes
 
 
 def logger() -> Any:

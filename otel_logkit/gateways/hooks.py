@@ -129,19 +129,11 @@ def _httpx_body(stream: Any) -> bytes | None:
 def instrument_kwargs(settings: Settings, redactor: Redactor) -> dict[str, dict[str, Any]]:
     """Keyword arguments for ``RequestsInstrumentor().instrument`` and ``HTTPXClientInstrumentor().instrument``.
 
-    Also installs the failure observers when ``LOGKIT_GATEWAYS`` names any host (idempotent),
-    and makes ``redactor`` the one :func:`otel_logkit.gateways.gateway` uses.
-
     Returns:
         ``{"requests": {...}, "httpx": {...}}`` with the request/response hooks (and the async
         ones for httpx).
     """
-    from otel_logkit.gateways import wrapper
-
     hooks = GatewayHooks(settings, redactor)
-    wrapper.configure(settings, redactor)
-    if settings.gateways:  # without gateway hosts there is no failure to observe: patch nothing
-        install_failure_observers()
     return {
         "requests": {
             "request_hook": hooks.requests_request_hook,

@@ -16,29 +16,22 @@ from otel_logkit.redact import Redactor
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
 
-    from otel_logkit.config import Settings
 
 _TRACER_NAME = "otel_logkit.gateways"
-_redactor: Redactor | None = None
-
-
-def configure(settings: Settings, redactor: Redactor) -> None:
-    """Use ``redactor`` (built from ``settings``) for every :func:`gateway` call from now on."""
-    global _redactor  # noqa: PLW0603 - one process-wide configuration, set by setup()
-    _redactor = redactor
+_fallback: Redactor | None = None
 
 
 def _current_redactor() -> Redactor:
-    global _redactor  # noqa: PLW0603 - created lazily when setup() never ran
-    if _redactor is None:
-        from otel_logkit.config import Settings
-        from otel_logkit.exceptions import ConfigError
+    """The process's one redactor (:func:`otel_logkit.configure`'s); built-in rules before that."""
+    global _fallback  # noqa: PLW0603 - created once, only when configure() never ran
+    from otel_logkit import setup
 
-        try:
-            _redactor = Redactor.from_settings(Settings.from_env())
-        except ConfigError:  # configure() reports a bad variable; the wrapper must not raise it
-            _redactor = Redactor()
-    return _redactor
+    configured = setup.current_redactor()
+    if configured is not None:
+        return configured
+    if _fallback is None:
+        _fallback = Redactor()
+    return _fallback
 
 
 class GatewayCall:

@@ -25,6 +25,7 @@ from structlog._config import configure as _config_configure
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 from otel_logkit import _failsafe
+from otel_logkit._event_keys import NS_KEY, PRIVATE_KEYS
 from otel_logkit.config import Settings
 from otel_logkit.logs import processors as p
 from otel_logkit.logs import stdlib
@@ -112,7 +113,7 @@ class AppChainStage:
                 self._redactor.redact_event(event_dict, stringify=self._stringify)
             if self._log_queue is not None:
                 self._log_queue(logger, method_name, event_dict)
-            event_dict.pop(p.NS_KEY, None)
+            event_dict.pop(NS_KEY, None)
             event_dict.pop("_logkit_sampled", None)
         except Exception as exc:  # noqa: BLE001 - telemetry must not reach the app
             _failsafe.report("log line", exc)
@@ -123,7 +124,7 @@ class AppChainStage:
 
 
 def _stamp_ns(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
-    event_dict.setdefault(p.NS_KEY, time.time_ns())
+    event_dict.setdefault(NS_KEY, time.time_ns())
     return event_dict
 
 
@@ -135,7 +136,7 @@ def fallback_event(
     try:
         items = list(event_dict.items()) if isinstance(event_dict, dict) else [("event", event_dict)]
         for key, value in items[:_MAX_FALLBACK_FIELDS]:
-            if key in p.PRIVATE_KEYS or key in ("_record", "_from_structlog", "exc_info"):
+            if key in PRIVATE_KEYS or key in ("_record", "_from_structlog", "exc_info"):
                 continue
             text = value if isinstance(value, str) else p._text(value)
             name = key if isinstance(key, str) else p._text(key)

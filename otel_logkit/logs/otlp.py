@@ -27,8 +27,9 @@ from opentelemetry.trace import TraceFlags
 from structlog.typing import EventDict, WrappedLogger
 
 from otel_logkit import _failsafe, _fork
+from otel_logkit._event_keys import NS_KEY
 from otel_logkit.logs.health import ExportHealth
-from otel_logkit.logs.processors import NS_KEY, utf8_safe
+from otel_logkit.logs.processors import utf8_safe
 
 _SEVERITY: dict[str, SeverityNumber] = {
     "DEBUG": SeverityNumber.DEBUG,

@@ -17,6 +17,7 @@ from opentelemetry import trace
 from structlog.typing import EventDict, WrappedLogger
 
 from otel_logkit import context
+from otel_logkit._event_keys import NS_KEY, PRIVATE_KEYS, SET_ASIDE_KEY
 
 # structlog method names (and stdlib level names, lower-cased) -> the contract's upper-case level.
 _LEVELS: dict[str, str] = {
@@ -32,12 +33,7 @@ _LEVELS: dict[str, str] = {
     "notset": "NOTSET",
 }
 
-NS_KEY = "_logkit_ns"
-"""Private event-dict key carrying the timestamp in nanoseconds from the stamper to the exporter."""
-_SET_ASIDE_KEY = "_logkit_user"
-
-PRIVATE_KEYS = frozenset({NS_KEY, "_logkit_sampled", "_logkit_no_export", _SET_ASIDE_KEY})
-"""otel-logkit's own event-dict keys: bookkeeping between processors, never rendered."""
+_SET_ASIDE_KEY = SET_ASIDE_KEY
 
 CONTRACT_FIELDS = ("timestamp", "level", "message", "logger", "service", "env", "trace_id", "span_id", "request_id")
 """Fields whose meaning the contract fixes: user data never overwrites them."""
@@ -164,10 +160,13 @@ rename_event_to_message = structlog.processors.EventRenamer("message")
 """Rename structlog's ``event`` key to the contract's ``message`` (structlog's own renamer)."""
 
 
+_DROPPED = (*PRIVATE_KEYS, "_record", "_from_structlog", "color_message")
+
+
 def drop_private_keys(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
     """Remove otel-logkit's private keys and structlog's stdlib bookkeeping before rendering."""
     # uvicorn passes a copy of each message with ANSI colour codes as extra={"color_message": ...}.
-    for key in (*PRIVATE_KEYS, "_record", "_from_structlog", "color_message"):
+    for key in _DROPPED:
         event_dict.pop(key, None)
     return event_dict
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from otel_logkit.redact.detectors import (
-    REDACTED,
     Detector,
     register_detector,
     registered_detectors,
@@ -12,12 +11,14 @@ from otel_logkit.redact.detectors import (
 from otel_logkit.redact.engine import Redactor
 from otel_logkit.redact.keys import SAFE_KEYS, KeyKind, classify_key
 from otel_logkit.redact.processors import RedactingProcessor, RedactingSpanExporter
+from otel_logkit.redact.text import REDACTED, Redacted
 
 __all__ = [
     "REDACTED",
     "SAFE_KEYS",
     "Detector",
     "KeyKind",
+    "Redacted",
     "RedactingProcessor",
     "RedactingSpanExporter",
     "Redactor",

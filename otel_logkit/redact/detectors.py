@@ -10,8 +10,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-REDACTED = "[REDACTED]"
-"""The fixed marker that replaces passwords, tokens, JWTs and other secrets."""
+from otel_logkit.redact.text import REDACTED
 
 Mask = str | Callable[[str], str]
 """A fixed replacement, or a function from the matched text to its replacement."""
@@ -116,7 +115,7 @@ def mask_email(text: str) -> str:
 
 
 def _mask_bearer(text: str) -> str:
-    scheme = text.split(None, 1)[0]
+    scheme = re.split(r"\s+|\+|%20", text, maxsplit=1)[0]
     return f"{scheme} {REDACTED}"
 
 
@@ -124,11 +123,12 @@ def _mask_bearer(text: str) -> str:
 # longer key (client_secret, accessToken); short ones must start a key segment (user_pin, not
 # shipping). Only the key's tail is matched: a leading [\w]* would make the search quadratic.
 _KV_LONG = r"password|passwd|secret|token|api[_-]?key|apikey|authorization|credential|cookie"
-_KV_SHORT = r"pwd|cvv2?|cvc|otp|pin|verification[_-]?code|security[_-]?code"
+_KV_SHORT = r"pwd|cvv2?|cvc|otp|pin|verification[_-]?code|security[_-]?code|card(?:[_-]?number)?|pan"
 _KV_VALUE = (
     r"\[REDACTED\]"  # already masked: matched whole, so masking twice changes nothing
     r"|(?i:bearer|basic|digest|token)\s+[^\s\"',;&]+"
     r"|\"(?:[^\"\\\n]|\\.){0,512}\""
+    r"|\"(?:[^\"\\\n]|\\.){0,512}$"  # a quoted value cut by a truncation
     r"|'[^'\n]{0,512}'"
     r"|[^\s&,;}\])\"']+"
 )
@@ -136,7 +136,7 @@ _KV_VALUE = (
 
 KV_KEYWORDS: tuple[str, ...] = (
     "password", "passwd", "secret", "token", "api", "authorization", "credential", "cookie",
-    "pwd", "cvv", "cvc", "otp", "pin", "verification", "security",
+    "pwd", "cvv", "cvc", "otp", "pin", "verification", "security", "card", "pan",
 )  # fmt: skip
 """Lower-case words of which one must occur in a text for the key=value detector to run."""
 
@@ -157,7 +157,8 @@ def _mask_kv(text: str) -> str:
     return f"{head}{REDACTED}{quote}"
 
 
-_CARD = r"(?<![\w.+/-])[2-6](?:[ -]?\d){12,18}(?![\w/]|[.-]\d)"
+# Separators: spaces, dashes, and "+" (a space in a query string or form body).
+_CARD = r"(?<![\w.+/-])[2-6](?:[ +-]?\d){12,18}(?![\w/]|[.+-]\d)"
 _PHONE_E164 = r"(?<![\w+])\+[1-9](?:[ .-]?\(?\d\)?){7,14}(?![\w]|[.-]\d)"
 _PHONE_LOCAL = (
     r"(?<![\w.+/:-])(?<!\d )"
@@ -169,7 +170,19 @@ _EMAIL = (
     r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z][A-Za-z0-9-]{0,23}[A-Za-z0-9]"
 )
 _JWT = r"eyJ[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*"
-_BEARER = r"(?i:\bbearer)\s+[A-Za-z0-9\-._~+/]{8,}=*"
+_BEARER = r"(?i:\bbearer)(?:\s+|\+|%20)[A-Za-z0-9\-._~+/]{8,}=*"
+# Free-text "phone=..." pairs (query strings, URLs, exception text): the same keys as in dicts.
+_PHONE_PAIR = (
+    r"(?i:(?<![A-Za-z0-9])(?:phone|mobile|msisdn|tel)[A-Za-z0-9_.\]\-]{0,32})[\"']?[ \t]{0,8}[:=][ \t]{0,8}[\"']?"
+    r"(?:\+|%2B)?\(?\d(?:[ .()+-]?\d){5,18}"
+)
+_PHONE_PAIR_KEYWORDS = ("phone", "mobile", "msisdn", "tel")
+
+
+def _mask_phone_pair(text: str) -> str:
+    match = re.match(r"[^:=]*[:=][ \t]*[\"']?", text)
+    head = match.group(0) if match else ""
+    return head + mask_phone(text[len(head) :])
 
 
 def default_detectors(extra_keys: Iterable[str] = ()) -> tuple[Detector, ...]:
@@ -178,6 +191,7 @@ def default_detectors(extra_keys: Iterable[str] = ()) -> tuple[Detector, ...]:
     return (
         Detector("secret_pair", kv_pattern(extra), _mask_kv, triggers=("=", ":"), keywords=KV_KEYWORDS + extra),
         Detector("bearer", _BEARER, _mask_bearer, triggers=("earer", "EARER")),
+        Detector("phone_pair", _PHONE_PAIR, _mask_phone_pair, triggers=("=", ":"), keywords=_PHONE_PAIR_KEYWORDS),
         Detector("jwt", _JWT, REDACTED, triggers=("eyJ",)),
         Detector("email", _EMAIL, mask_email, triggers=("@", "%40")),
         Detector("card", _CARD, mask_card, is_card_number, min_digits=13),

@@ -12,16 +12,13 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import enum
-import json
 import uuid
 from collections.abc import Iterable, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
 
-from otel_logkit.logs.processors import PRIVATE_KEYS
+from otel_logkit._event_keys import PRIVATE_KEYS
 from otel_logkit.redact import bodies
-from otel_logkit.redact.bodies import cut_for_scan, truncate_bytes
 from otel_logkit.redact.detectors import (
-    REDACTED,
     CompiledDetector,
     Detector,
     any_in,
@@ -31,8 +28,11 @@ from otel_logkit.redact.detectors import (
     mask_card,
     registered_detectors,
 )
-from otel_logkit.redact.keys import KeyKind, classify_key, has_promised_shape
+from otel_logkit.redact.keys import QUERY_ATTRIBUTE, URL_ATTRIBUTES, KeyKind, classify_key, has_promised_shape
 from otel_logkit.redact.masks import mask_for_key
+from otel_logkit.redact.text import REDACTED, Redacted, cut_for_scan, truncate_bytes
+from otel_logkit.redact.text import dumps as _dumps
+from otel_logkit.redact.text import loads as _loads
 
 if TYPE_CHECKING:
     from otel_logkit.config import Settings
@@ -164,6 +164,8 @@ class Redactor:
             if kind is None:
                 kind = self.key_kind(key)
             value_type = type(value)
+            if value_type is Redacted:
+                continue
             if kind is _SAFE:
                 if value_type is not str or len(value) < _MIN_SECRET_LEN or value in clean or is_clean(value):
                     if value_type in _PLAIN or value is None:
@@ -226,9 +228,9 @@ class Redactor:
 
     def _attribute(self, key: str, value: Any) -> Any:
         """One attribute value, redacted, with OpenTelemetry's value types kept valid."""
-        if key in bodies.URL_ATTRIBUTES and isinstance(value, str):
+        if key in URL_ATTRIBUTES and isinstance(value, str) and type(value) is not Redacted:
             # url.query holds a bare query string (no "?"): as a URL it would parse as a path.
-            return self.redact_query(value) if key == bodies.QUERY_ATTRIBUTE else self.redact_url(value)
+            return self.redact_query(value) if key == QUERY_ATTRIBUTE else self.redact_url(value)
         new = self._value(value, _checked(self.key_kind(key), key, value), 0, False)
         if isinstance(new, list):
             new = tuple(v if isinstance(v, str | bool | int | float) else str(v) for v in new)
@@ -246,7 +248,9 @@ class Redactor:
         """Redact a query string or form body (``a=1&card[number]=...``) by key and by value."""
         return bodies.redact_query(self, query, sms=sms)
 
-    def summarize_body(self, body: bytes | str | None, content_type: str | None, *, sms: bool = False) -> str:
+    def summarize_body(
+        self, body: bytes | str | None, content_type: str | None, *, sms: bool = False, size: int | None = None
+    ) -> str:
         """A redacted, truncated summary of an HTTP body, safe to log and to put on a span.
 
         JSON, form and query bodies are redacted by key and value; multipart and binary bodies
@@ -257,20 +261,21 @@ class Redactor:
             body: the raw body, as sent or received.
             content_type: its ``Content-Type`` header, if known.
             sms: apply the SMS gateway rules (recipient masked, message reduced to its length).
+            size: the whole body's size when ``body`` is only its first bytes (a capture).
         """
-        return bodies.summarize_body(self, body, content_type, sms=sms)
+        return Redacted(bodies.summarize_body(self, body, content_type, sms=sms, size=size))
 
     def summarize_params(self, params: Mapping[str, Any] | None, *, sms: bool = False) -> str:
         """Redacted, truncated JSON of call parameters (for gateway spans and log lines)."""
         if not params:
             return ""
         redacted = self._mapping(params, 0, sms, _NORMAL)
-        return truncate_bytes(_dumps(redacted), self.max_bytes)
+        return Redacted(truncate_bytes(_dumps(redacted), self.max_bytes))
 
     # -- recursion ----------------------------------------------------------------------------
 
     def _value(self, value: Any, kind: KeyKind, depth: int, sms: bool, stringify: bool = True) -> Any:  # noqa: PLR0911 - one flat dispatch on type
-        if kind is _SAFE:
+        if kind is _SAFE or type(value) is Redacted:
             return value  # callers decide by the value's shape before passing SAFE
         if kind is not _NORMAL:
             return self._masked(value, kind, depth, sms)
@@ -480,17 +485,3 @@ def _is_plain_scalar(value: Any) -> bool:
     """None, bools, floats and ints too small to be card numbers: nothing to redact by value."""
     value_type = type(value)
     return value is None or value_type is bool or value_type is float or (value_type is int and value < _CARD_INT_MIN)
-
-
-def _loads(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except (ValueError, RecursionError):
-        return None
-
-
-def _dumps(value: Any) -> str:
-    try:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
-    except (ValueError, TypeError, RecursionError):
-        return REDACTED

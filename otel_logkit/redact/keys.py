@@ -85,6 +85,14 @@ _SAFE_ATTRIBUTES = frozenset(
         attr.HOOK_ERROR,
     }
 )  # fmt: skip
+URL_ATTRIBUTES: frozenset[str] = frozenset(
+    {url_attributes.URL_FULL, url_attributes.URL_QUERY, old_http.HTTP_URL, old_http.HTTP_TARGET}
+)
+"""Span attributes that hold a URL (or its query), redacted as URLs rather than as text."""
+
+QUERY_ATTRIBUTE = url_attributes.URL_QUERY
+"""The one URL attribute that holds a query string alone."""
+
 SAFE_KEYS: frozenset[str] = _SAFE_LOG_FIELDS | _SAFE_ATTRIBUTES
 """Keys whose values are never redacted; their values are ids, amounts or metadata, not secrets."""
 

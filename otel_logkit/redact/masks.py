@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 
-from otel_logkit.redact.detectors import REDACTED, digits_of, mask_card, mask_email, mask_phone
+from otel_logkit.redact.detectors import digits_of, mask_card, mask_email, mask_phone
 from otel_logkit.redact.keys import KeyKind
+from otel_logkit.redact.text import REDACTED
 
 # What each mask looks like, so that masking twice changes nothing: data redacted at one
 # boundary (a gateway summary) crosses the next (the log line carrying it) intact.

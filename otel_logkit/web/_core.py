@@ -92,12 +92,12 @@ class RequestLogging:
 
     Args:
         settings: the effective settings (body summary size, excluded URLs).
-        redactor: summarizes request bodies; ``None`` uses a blunt local fallback.
+        redactor: summarizes request bodies; ``None``: the configured redactor (one per process).
     """
 
     def __init__(self, settings: Settings, redactor: BodySummarizer | None) -> None:
         self.settings = settings
-        self.redactor = redactor
+        self.redactor: BodySummarizer = redactor if redactor is not None else configured_redactor(settings)
         patterns = settings.excluded_urls
         self._excluded = re.compile("|".join(f"(?:{p})" for p in patterns)) if patterns else None
         self._access = structlog.get_logger(ACCESS_LOGGER)
@@ -131,7 +131,6 @@ class RequestLogging:
         state.logged_exc = exc
         mark_logged(exc)
         try:
-            limit = self.settings.body_summary_max
             with _SpanScope(state):
                 self._error.error(
                     "unhandled exception",
@@ -141,7 +140,7 @@ class RequestLogging:
                     method=state.method,
                     path=state.path,
                     route=state.route,
-                    request_body=state.body.summary(limit, self.redactor),
+                    request_body=state.body.summary(self.redactor),
                 )
         except Exception as error:  # noqa: BLE001 - telemetry must not reach the app
             _failsafe.report("error line", error)
@@ -181,6 +180,21 @@ class RequestLogging:
                     self._access.warning("request", **fields)
         except Exception as exc:  # noqa: BLE001 - telemetry must not reach the app
             _failsafe.report("access line", exc)
+
+
+def configured_settings() -> Settings:
+    """The settings :func:`otel_logkit.configure` put in force (its overrides included), else the env's."""
+    from otel_logkit import setup
+
+    return setup.current_settings() or Settings.from_env()
+
+
+def configured_redactor(settings: Settings) -> BodySummarizer:
+    """The process's one redactor once configured; before that, one built from ``settings``."""
+    from otel_logkit import setup
+    from otel_logkit.redact import Redactor
+
+    return setup.current_redactor() or Redactor.from_settings(settings)
 
 
 CLIENT_CLOSED_REQUEST = 499

@@ -13,7 +13,13 @@ from typing import Any
 
 from otel_logkit import _failsafe
 from otel_logkit.config import Settings
-from otel_logkit.web._core import RequestLogging, RequestState, bind_request_id, unbind_request_id
+from otel_logkit.web._core import (
+    RequestLogging,
+    RequestState,
+    bind_request_id,
+    configured_settings,
+    unbind_request_id,
+)
 from otel_logkit.web.body import BodyCapture, BodySummarizer
 from otel_logkit.web.client_ip import client_ip
 from otel_logkit.web.request_id import new_request_id, sane_request_id
@@ -37,14 +43,14 @@ class RequestContextMiddleware:
     Args:
         app: the ASGI app to wrap.
         settings: header name, body summary size, trusted proxies, excluded URLs
-            (default: read from the environment when the middleware is built).
-        redactor: summarizes request bodies for the error line; ``None`` uses a blunt fallback.
+            (default: those :func:`otel_logkit.configure` put in force, else the environment's).
+        redactor: summarizes request bodies for the error line; ``None``: the configured redactor.
         span_probe: a :class:`SpanProbe` sits inside the app's server span and does the span
             work (set by the install; leave ``False`` when adding the middleware by hand).
     """
 
     app: ASGIApp
-    settings: Settings = field(default_factory=Settings.from_env)
+    settings: Settings = field(default_factory=configured_settings)
     redactor: BodySummarizer | None = None
     span_probe: bool = False
 

@@ -25,10 +25,13 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from collections.abc import Mapping, MutableMapping
-from typing import Any
+from collections.abc import MutableMapping
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.util.http import ExcludeList, parse_excluded_urls
+
+if TYPE_CHECKING:
+    from otel_logkit.config import Settings
 
 OPERATION_SPANS = False
 """FastAPI's per-request dependency, endpoint and serialization spans (default: off)."""
@@ -70,18 +73,17 @@ class ExcludedRequests:
             return False
 
 
-def telemetry_defaults(environ: Mapping[str, str] = os.environ, *, tracing: bool = True) -> dict[str, Any]:
+def telemetry_defaults(settings: Settings, *, tracing: bool = True) -> dict[str, Any]:
     """The ``FastAPI(telemetry=...)`` options otel-logkit sets (the app's own ones win).
 
     Args:
-        environ: where the excluded URLs are read.
+        settings: the span exclusions (``OTEL_PYTHON_FASTAPI_EXCLUDED_URLS``, else
+            ``OTEL_PYTHON_EXCLUDED_URLS``, as the contrib instrumentation reads them).
         tracing: ``False`` when the FastAPI instrumentation is disabled.
     """
     defaults: dict[str, Any] = {"operation_spans": OPERATION_SPANS, "logs": False}
     if not tracing:
         defaults["tracing"] = False
-    # The contrib instrumentation's precedence: the FastAPI-specific variable, else the generic one.
-    patterns = environ.get("OTEL_PYTHON_FASTAPI_EXCLUDED_URLS", environ.get("OTEL_PYTHON_EXCLUDED_URLS", ""))
-    if patterns.strip():
-        defaults["exclude"] = ExcludedRequests(parse_excluded_urls(patterns))
+    if settings.fastapi_span_excluded_urls:
+        defaults["exclude"] = ExcludedRequests(parse_excluded_urls(settings.fastapi_span_excluded_urls))
     return defaults

@@ -21,7 +21,7 @@ from opentelemetry import trace
 
 from otel_logkit import _failsafe, context
 from otel_logkit.config import Settings
-from otel_logkit.web._core import RequestLogging, RequestState
+from otel_logkit.web._core import RequestLogging, RequestState, configured_settings
 from otel_logkit.web.asgi import STATE_KEY
 from otel_logkit.web.body import BodyCapture, BodySummarizer
 from otel_logkit.web.client_ip import client_ip
@@ -39,12 +39,12 @@ class WSGIRequestContextMiddleware:
     Args:
         app: the WSGI app to wrap.
         settings: header name, body summary size, trusted proxies, excluded URLs.
-        redactor: summarizes request bodies for the error line; ``None`` uses a blunt fallback.
+        redactor: summarizes request bodies for the error line; ``None``: the configured redactor.
         route: returns the matched route template of a finished request, if the framework knows it.
     """
 
     app: WSGIApp
-    settings: Settings = field(default_factory=Settings.from_env)
+    settings: Settings = field(default_factory=configured_settings)
     redactor: BodySummarizer | None = None
     route: Callable[[WSGIEnviron], str | None] | None = None
 

@@ -21,7 +21,7 @@ from structlog.testing import capture_logs
 from otel_logkit import _failsafe, context
 from otel_logkit import attributes as attr
 from otel_logkit.config import Settings
-from otel_logkit.gateways.hooks import instrument_kwargs, uninstall_failure_observers
+from otel_logkit.gateways.hooks import install_failure_observers, instrument_kwargs, uninstall_failure_observers
 from otel_logkit.redact import REDACTED, RedactingSpanExporter, Redactor
 from tests.fakes.gateways import FakePaymentGateway, FakeSmsGateway
 
@@ -57,6 +57,7 @@ def instrument() -> Iterator[Instrument]:
         provider = TracerProvider()
         provider.add_span_processor(SimpleSpanProcessor(exporter))
         kwargs = instrument_kwargs(settings, Redactor.from_settings(settings))
+        install_failure_observers()  # configure() does this when LOGKIT_GATEWAYS names a host
         RequestsInstrumentor().instrument(tracer_provider=provider, **kwargs["requests"])
         HTTPXClientInstrumentor().instrument(tracer_provider=provider, **kwargs["httpx"])
         done.extend([RequestsInstrumentor(), HTTPXClientInstrumentor()])
@@ -281,6 +282,7 @@ def test_hook_failure_never_reaches_the_app(
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     kwargs = instrument_kwargs(settings, _BrokenRedactor())
+    install_failure_observers()
     RequestsInstrumentor().instrument(tracer_provider=provider, **kwargs["requests"])
     try:
         response = requests.post(payment.url + "/v1/charges", json={"amount": 1}, timeout=5)
@@ -303,6 +305,7 @@ def test_concurrent_calls_with_tracing_off_keep_their_own_state(payment: FakePay
 
     settings = Settings.from_env({"LOGKIT_GATEWAYS": "payment=127.0.0.1"})
     kwargs = instrument_kwargs(settings, Redactor.from_settings(settings))
+    install_failure_observers()
     RequestsInstrumentor().instrument(tracer_provider=NoOpTracerProvider(), **kwargs["requests"])
     paths = ["/v1/fail", "/v1/refunds"] * 10
     try:

@@ -205,8 +205,8 @@ def test_multipart_summary_is_kind_and_size(app: Any, logkit: Captured) -> None:
     response = call(app, "POST", "/upload", files=files)
     assert response.status_code == 500
     [error] = logkit.errors()
-    assert error["request_body"].startswith("<multipart/form-data, ")
-    assert error["request_body"].endswith(" bytes>")
+    assert error["request_body"].startswith("[multipart/form-data, ")
+    assert error["request_body"].endswith(" bytes]")
     assert "hunter2" not in logkit.stream.getvalue()
 
 

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from otel_logkit import attributes
+from otel_logkit.config import Settings
 from otel_logkit.web import native
 from tests.integration.apps.capture import Captured, configured
 
@@ -138,10 +139,14 @@ def test_excluded_requests_match_path_or_url() -> None:
 
 def test_defaults_follow_the_environment() -> None:
     """Operation spans and FastAPI's log records off; tracing off when disabled; exclude only with patterns."""
-    assert {"operation_spans": False, "logs": False} == native.telemetry_defaults({})
-    assert native.telemetry_defaults({}, tracing=False)["tracing"] is False
-    assert "exclude" in native.telemetry_defaults({"OTEL_PYTHON_FASTAPI_EXCLUDED_URLS": "ping"})
-    assert "exclude" not in native.telemetry_defaults({"OTEL_PYTHON_EXCLUDED_URLS": " "})
+
+    def defaults(env: dict[str, str], **kwargs: bool) -> dict[str, object]:
+        return native.telemetry_defaults(Settings.from_env(env), **kwargs)
+
+    assert {"operation_spans": False, "logs": False} == defaults({})
+    assert defaults({}, tracing=False)["tracing"] is False
+    assert "exclude" in defaults({"OTEL_PYTHON_FASTAPI_EXCLUDED_URLS": "ping"})
+    assert "exclude" not in defaults({"OTEL_PYTHON_EXCLUDED_URLS": " "})
 
 
 def test_without_fastapi_telemetry_the_contrib_instrumentation_serves(monkeypatch: pytest.MonkeyPatch) -> None:

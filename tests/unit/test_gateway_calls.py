@@ -18,7 +18,9 @@ from otel_logkit import _failsafe
 from otel_logkit import attributes as attr
 from otel_logkit.config import Settings
 from otel_logkit.gateways import calls, gateway, hooks
+from otel_logkit.gateways.rules import parse_gateways
 from otel_logkit.redact import REDACTED, Redactor
+from otel_logkit.testing import capture
 
 
 @pytest.fixture
@@ -87,16 +89,22 @@ def test_failsafe_reraises_under_the_test_suite_switch() -> None:
         calls.failsafe("test.hook", None, broken)
 
 
-def test_instrument_kwargs_patches_nothing_without_gateways() -> None:
+def test_configure_patches_nothing_without_gateways() -> None:
     """With no ``LOGKIT_GATEWAYS`` host, no library method is wrapped."""
-    hooks.instrument_kwargs(Settings.from_env({}), Redactor())
+    with capture(instrument=True):
+        assert not hooks.installed_observers()
+
+
+def test_configure_installs_failure_observers_for_gateways() -> None:
+    """With a gateway host, configure() installs the failure observers, and reset removes them."""
+    with capture(instrument=True, gateways=parse_gateways("sms=api.twilio.com", "LOGKIT_GATEWAYS")):
+        assert hooks.installed_observers()
     assert not hooks.installed_observers()
 
 
 def test_instrument_kwargs_shape() -> None:
     """The lead passes these straight to the two instrumentors."""
     kwargs = hooks.instrument_kwargs(Settings.from_env({"LOGKIT_GATEWAYS": "sms=api.twilio.com"}), Redactor())
-    assert hooks.installed_observers()
     try:
         assert set(kwargs) == {"requests", "httpx"}
         assert set(kwargs["requests"]) == {"request_hook", "response_hook"}
@@ -183,15 +191,12 @@ def _no_observers_left() -> Iterator[None]:
     hooks.uninstall_failure_observers()
 
 
-def test_gateway_wrapper_reads_redact_keys_when_not_configured(
-    monkeypatch: pytest.MonkeyPatch, provider: tuple[TracerProvider, InMemorySpanExporter]
-) -> None:
-    """Without ``configure()``, ``gateway()`` builds its redactor from the environment once."""
-    from otel_logkit.gateways import wrapper
-
-    monkeypatch.setattr(wrapper, "_redactor", None)
-    monkeypatch.setenv("LOGKIT_REDACT_KEYS", "tax_id")
+def test_gateway_wrapper_uses_the_configured_redactor(provider: tuple[TracerProvider, InMemorySpanExporter]) -> None:
+    """``gateway()`` redacts with configure()'s one redactor (its LOGKIT_REDACT_KEYS), no second reader of the env."""
     tracer_provider, exporter = provider
-    with gateway("payment", operation="payout", params={"tax_id": "DE123"}, tracer_provider=tracer_provider):
+    with (
+        capture(redact_keys=frozenset({"tax_id"})),
+        gateway("payment", operation="payout", params={"tax_id": "DE123"}, tracer_provider=tracer_provider),
+    ):
         pass
     assert exporter.get_finished_spans()[0].attributes[attr.GATEWAY_PARAMS] == f'{{"tax_id":"{REDACTED}"}}'

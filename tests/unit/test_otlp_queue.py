@@ -11,9 +11,9 @@ from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, LogRecordExporter, LogRecordExportResult
 from opentelemetry.sdk.resources import Resource
 
+from otel_logkit._event_keys import NS_KEY
 from otel_logkit.logs.health import ExportHealth
 from otel_logkit.logs.otlp import LogExportQueue, to_attribute
-from otel_logkit.logs.processors import NS_KEY
 
 RESOURCE = Resource.create({"service.name": "svc"})
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"

@@ -11,8 +11,8 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
 from opentelemetry.sdk.resources import Resource
 
+from otel_logkit._event_keys import NS_KEY
 from otel_logkit.logs.otlp import LogExportQueue
-from otel_logkit.logs.processors import NS_KEY
 from otel_logkit.wire import encode_logs
 
 CASES: list[dict[str, Any]] = [
