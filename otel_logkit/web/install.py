@@ -285,7 +285,7 @@ def _flask_chain(traced: bool) -> Any:
     settings = _Installed.settings
     if settings is None:
         return None
-    from opentelemetry.util.http import get_excluded_urls
+    from opentelemetry.util.http import parse_excluded_urls
 
     from otel_logkit.web import flask as flask_support
     from otel_logkit.web.wsgi import WSGIRequestContextMiddleware
@@ -294,7 +294,10 @@ def _flask_chain(traced: bool) -> Any:
     if traced and _Installed.flask_tracer_provider is not None:
         # Without opentelemetry-instrumentation-wsgi (otel-logkit[flask]) Flask gets no spans.
         with contextlib.suppress(ImportError):
-            inner = flask_support.FlaskTracing(inner, _Installed.flask_tracer_provider, get_excluded_urls("FLASK"))
+            excluded = (
+                parse_excluded_urls(settings.flask_span_excluded_urls) if settings.flask_span_excluded_urls else None
+            )
+            inner = flask_support.FlaskTracing(inner, _Installed.flask_tracer_provider, excluded)
     chain = WSGIRequestContextMiddleware(inner, settings, _Installed.redactor, route=flask_support.flask_route)
     cached[1][traced] = chain
     return chain

@@ -343,3 +343,19 @@ def test_request_context_copied_to_a_thread_leaves_the_span_alone(logkit: Captur
     [span] = logkit.server_spans()
     assert ("GET /t", 200) == (span.name, span.attributes["http.status_code"])
     assert [] == [line for line in logkit.lines() if line["level"] in ("WARNING", "ERROR")]
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, ""),
+        ({"OTEL_PYTHON_EXCLUDED_URLS": "health"}, "health"),
+        ({"OTEL_PYTHON_EXCLUDED_URLS": "health", "OTEL_PYTHON_FLASK_EXCLUDED_URLS": "ping"}, "ping"),
+    ],
+    ids=["none", "generic", "flask-specific-wins"],
+)
+def test_flask_span_exclusions_read_as_the_contrib_instrumentation(
+    make_settings: Any, env: dict[str, str], expected: str
+) -> None:
+    """OTEL_PYTHON_FLASK_EXCLUDED_URLS, else OTEL_PYTHON_EXCLUDED_URLS, as FlaskInstrumentor reads them."""
+    assert expected == make_settings(**env).flask_span_excluded_urls
