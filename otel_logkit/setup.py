@@ -48,7 +48,7 @@ _INSTRUMENTATIONS = (
 HANDLED_INSTRUMENTATIONS = frozenset({*(name for name, *_ in _INSTRUMENTATIONS), "flask"})
 """Entry points that :func:`configure` instruments itself (with otel-logkit's options and hooks).
 
-Flask is traced by :mod:`otel_logkit.web.flask` (the official WSGI middleware), never by the
+Flask is traced by :mod:`otel_logkit.web.flask` (with the WSGI instrumentation's functions), never by the
 contrib ``FlaskInstrumentor``, which replaces ``flask.Flask`` and keeps every app alive.
 """
 
