@@ -2,8 +2,8 @@
 
 The same behaviour as :mod:`otel_logkit.web.asgi`. The access line is written when the
 response iterable is exhausted or closed, so ``duration_ms`` covers a streamed body. The
-request's structlog fields (its id, and whatever the app binds with :func:`otel_logkit.bind`)
-are bound around each step the server drives (call, each chunk, close) and the thread's own
+request's id and structlog fields (whatever the app binds with :func:`otel_logkit.bind`) are
+set around each step the server drives (call, each chunk, close) and the thread's own
 fields are put back after each, so nothing bound in one request reaches the next request the
 thread serves, while a streamed body still sees what its view bound. Only structlog's fields
 are swapped: the app's other context variables (Flask's own contexts among them) behave as
@@ -194,19 +194,20 @@ _Outer = tuple[dict[str, Any], Any]
 
 
 class _RequestFields:
-    """One request's structlog fields, bound only while one of its steps runs."""
+    """One request's id and structlog fields, set only while one of its steps runs."""
 
     __slots__ = ("fields", "request_id")
 
     def __init__(self, request_id: str) -> None:
         self.request_id = request_id
-        self.fields: dict[str, Any] = {"request_id": request_id}
+        self.fields: dict[str, Any] = {}  # what the app binds; the id has its own ContextVar
 
     def enter(self) -> _Outer | None:
-        """Bind the request's fields; return what :meth:`leave` needs to put the thread's back."""
+        """Set the request's id and fields; return what :meth:`leave` needs to put the thread's back."""
         try:
             outer = structlog.contextvars.get_contextvars()
-            structlog.contextvars.bind_contextvars(**self.fields)
+            if self.fields:
+                structlog.contextvars.bind_contextvars(**self.fields)
             return outer, context.request_id.set(self.request_id)
         except Exception as exc:  # noqa: BLE001 - telemetry must not reach the app
             _failsafe.report("request fields", exc)
@@ -220,7 +221,6 @@ class _RequestFields:
         try:
             current = structlog.contextvars.get_contextvars()
             self.fields = {key: value for key, value in current.items() if outer.get(key, _MISSING) is not value}
-            self.fields["request_id"] = current.get("request_id", self.request_id)
             structlog.contextvars.unbind_contextvars(*(key for key in current if key not in outer))
             restore = {key: value for key, value in outer.items() if current.get(key, _MISSING) is not value}
             if restore:
