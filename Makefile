@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PORT   ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help install test compat lint typecheck run demo collector e2e bench clean
+.PHONY: help install test compat lint typecheck run demo collector logql-grammar e2e bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -41,7 +41,14 @@ demo: install ## the shop with fake payment/SMS gateways: gateway spans, redacte
 collector: ## build bin/otelcol-logkit with the OpenTelemetry Collector Builder (needs Go)
 	bash collector/build.sh
 
-e2e: install collector ## end-to-end tests through the real collector and local backends
+LOGQL_DIR := tests/e2e/logql
+
+logql-grammar: $(LOGQL_DIR)/node_modules/.package-lock.json ## npm ci: Grafana's LogQL grammar, for the dashboard's e2e check
+
+$(LOGQL_DIR)/node_modules/.package-lock.json: $(LOGQL_DIR)/package-lock.json
+	cd $(LOGQL_DIR) && npm ci --no-audit --no-fund
+
+e2e: install collector logql-grammar ## end-to-end tests through the real collector, local backends and Prometheus
 	$(BIN)/python -m pytest -m e2e tests/e2e
 
 bench: install ## benchmarks (bench/; bench_http.py needs wrk: apt-get install -y wrk), see bench/RESULTS.md

@@ -13,6 +13,7 @@ from hypothesis import settings
 
 from otel_logkit import _failsafe, context, setup
 from otel_logkit.config import Settings
+from otel_logkit.redact import detectors as _detectors
 from otel_logkit.testing import Captured, capture
 
 # CI runs the property tests derandomized: the same examples every run, so a red build always
@@ -27,10 +28,12 @@ _failsafe.raise_errors = True
 
 @pytest.fixture(autouse=True)
 def _clean_slate() -> Iterator[None]:
-    """Undo otel-logkit's wiring, structlog configuration, root handlers and ContextVars."""
+    """Undo otel-logkit's wiring, structlog configuration, root handlers, ContextVars, reports, detectors."""
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
+    detectors = list(_detectors._registered)
     yield
+    _detectors._registered[:] = detectors
     setup.reset()
     _failsafe.reset()
     _failsafe.raise_errors = True

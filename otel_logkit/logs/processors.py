@@ -196,23 +196,23 @@ class TimeStamper:
     """Add ``timestamp``: ISO 8601, UTC, milliseconds, ``Z`` (e.g. ``2026-11-23T19:15:00.123Z``).
 
     The nanosecond time is kept under a private key so the OTLP record carries the same instant.
-    The formatted second is cached: only the milliseconds change between most calls.
+    The formatted second is cached as one ``(second, prefix)`` tuple, replaced whole: threads
+    never pair one second with another's text.
     """
 
-    __slots__ = ("_prefix", "_second")
+    __slots__ = ("_cached",)
 
     def __init__(self) -> None:
-        self._second = -1
-        self._prefix = ""
+        self._cached: tuple[int, str] = (-1, "")
 
     def __call__(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
         """Stamp the event with the current time."""
         ns = time.time_ns()
         second, rest = divmod(ns, 1_000_000_000)
-        if second != self._second:
-            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-            self._second = second
-        event_dict.setdefault("timestamp", f"{self._prefix}.{rest // 1_000_000:03d}Z")
+        cached = self._cached
+        if cached[0] != second:
+            cached = self._cached = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+        event_dict.setdefault("timestamp", f"{cached[1]}.{rest // 1_000_000:03d}Z")
         event_dict[NS_KEY] = ns
         return event_dict
 

@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 COLLECTOR_DIR = ROOT / "collector"
 BASE_CONFIG = COLLECTOR_DIR / "config.yaml"
 OVERLAYS = {name: COLLECTOR_DIR / "backends" / f"{name}.yaml" for name in ("loki", "cloudwatch", "elasticsearch")}
+OVERLAYS["spanmetrics"] = COLLECTOR_DIR / "connectors" / "spanmetrics.yaml"
 VENV_BIN = Path(sys.executable).parent
 
 # A Luhn-valid test card number and a bearer token planted in requests; neither may reach a backend.
@@ -153,6 +154,9 @@ class ShopRun:
 
     otlp_endpoint: str
     port: int = field(default_factory=free_port)
+    app: str = "examples.shop.main:app"
+    # stdout and stderr go here instead of pipes, for runs that print more than a pipe buffers.
+    stdout_path: Path | None = None
     process: subprocess.Popen[str] | None = None
     stdout: str = ""
     stderr: str = ""
@@ -171,21 +175,24 @@ class ShopRun:
         args = [
             str(VENV_BIN / "otel-logkit-instrument"),
             "uvicorn",
-            "examples.shop.main:app",
+            self.app,
             "--host",
             "127.0.0.1",
             "--port",
             str(self.port),
         ]
+        output = self.stdout_path.open("w") if self.stdout_path else None
         self.process = subprocess.Popen(
             args,
             cwd=ROOT,
             env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stdout=output or subprocess.PIPE,
+            stderr=subprocess.STDOUT if output else subprocess.PIPE,
             text=True,
             start_new_session=True,
         )
+        if output:
+            output.close()
 
         def up() -> bool:
             if self.process is not None and self.process.poll() is not None:
@@ -205,6 +212,8 @@ class ShopRun:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.stdout, self.stderr = self.process.communicate(timeout=10)
             raise
+        if self.stdout_path:
+            self.stdout = self.stdout_path.read_text()
         return [json.loads(line) for line in self.stdout.splitlines() if line.startswith("{")]
 
     def kill(self) -> None:

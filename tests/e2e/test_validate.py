@@ -11,7 +11,14 @@ from tests.e2e.harness import BASE_CONFIG, OVERLAYS, ROOT, child_env
 
 pytestmark = pytest.mark.e2e
 
-COMBINATIONS = [("loki",), ("cloudwatch",), ("elasticsearch",), ("loki", "cloudwatch", "elasticsearch")]
+COMBINATIONS = [
+    ("loki",),
+    ("cloudwatch",),
+    ("elasticsearch",),
+    ("spanmetrics",),
+    ("loki", "cloudwatch", "elasticsearch"),
+    ("loki", "cloudwatch", "elasticsearch", "spanmetrics"),
+]
 
 
 def _validate(binary: Path, configs: list[Path], tmp_path: Path) -> subprocess.CompletedProcess[str]:

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.support.otlp_receiver import OTLPReceiver, otlp_receiver
-from tests.support.processes import BIN, ROOT, base_env, free_port, running, stop
+from tests.support.processes import BIN, ROOT, OutputReader, base_env, free_port, running, stop
 
 CONTRACT = ("timestamp", "level", "message", "logger", "service", "env")
 ORDER = {"product_id": 1, "quantity": 2, "card": {"number": "4242424242424242", "cvv": "123"}}
@@ -149,23 +149,29 @@ def test_sigterm_flushes_pending_records() -> None:
 
 
 def test_collector_down_one_line_and_quick_exit() -> None:
-    """With nothing listening: requests work, one failure line, SIGINT exit within seconds."""
+    """With nothing listening: requests work, exactly one failure line, SIGINT exit within the timeout."""
     port = free_port()
-    env = app_env(None, LOGKIT_SHUTDOWN_TIMEOUT="3")
+    # The exporter gives up on a dead endpoint after OTEL_EXPORTER_OTLP_TIMEOUT (default 10 s).
+    env = app_env(None, LOGKIT_SHUTDOWN_TIMEOUT="3", OTEL_EXPORTER_OTLP_TIMEOUT="1")
     with running(app_command(port), env, port=port) as process:
+        output = OutputReader(process)
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
             for _ in range(20):
                 assert client.post("/orders", json=ORDER).status_code == 201
-        time.sleep(1.5)
+            output.wait_for("is failing", timeout=20)
+            for _ in range(20):  # more traffic while it is down: no second line
+                assert client.post("/orders", json=ORDER).status_code == 201
         started = time.monotonic()
-        out, err = stop(process, signal.SIGINT)
+        process.send_signal(signal.SIGINT)
+        process.wait(20)
         elapsed = time.monotonic() - started
-    lines = parse_lines(out)
+        lines = parse_lines(output.finish())
+        err = process.stderr.read() if process.stderr is not None else ""
     failing = [line for line in lines if "is failing" in line["message"]]
-    assert len(failing) <= 1
-    assert len([line for line in lines if line["message"] == "order created"]) == 20
+    assert 1 == len(failing)
+    assert 40 == len([line for line in lines if line["message"] == "order created"])
     assert "Traceback" not in err
-    assert elapsed < 8, elapsed
+    assert elapsed < 3 + 2, elapsed  # LOGKIT_SHUTDOWN_TIMEOUT, plus the interpreter's own exit
 
 
 @pytest.mark.parametrize(
@@ -231,14 +237,16 @@ def test_reload_child_is_configured_once_per_restart(tmp_path: Any) -> None:
     port = free_port()
     args = app_command(port, "--reload", "--reload-dir", str(watched))
     with otlp_receiver() as receiver, running(args, app_env(receiver), port=port) as process:
+        output = OutputReader(process)
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
             assert 201 == client.post("/orders", json=ORDER).status_code
-            time.sleep(0.5)
+            output.wait_for("Started server process", timeout=10)
             (watched / "trigger.py").write_text("VERSION = 2\n")
-            time.sleep(5)  # StatReload polls every 0.25 s; the new child starts in about 2 s
+            output.wait_for("Started server process", count=2, timeout=30)  # the restarted child is up
             assert 201 == client.post("/orders", json=ORDER).status_code
-        out, _ = stop(process)
-    lines = parse_lines(out)
+        process.send_signal(signal.SIGTERM)
+        process.wait(20)
+        lines = parse_lines(output.finish())
     assert 2 == len([line for line in lines if line["message"].startswith("Started server process")])
     orders = [line for line in lines if line["message"] == "order created"]
     assert len(orders) == len({(line["trace_id"], line["span_id"]) for line in orders})

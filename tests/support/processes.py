@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator, Mapping
@@ -89,3 +90,42 @@ def stop(process: subprocess.Popen[str], sig: int = signal.SIGTERM, timeout: flo
         os.killpg(process.pid, signal.SIGKILL)
         out, err = process.communicate(timeout=5)
     return out, err
+
+
+class OutputReader:
+    """Reads a child's stdout line by line in a thread, so a test can wait for a line (bounded)."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        assert process.stdout is not None
+        self._stream = process.stdout
+        self._lines: list[str] = []
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._read, name="test-output-reader", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        for line in iter(self._stream.readline, ""):
+            with self._lock:
+                self._lines.append(line)
+
+    def text(self) -> str:
+        """Everything read so far."""
+        with self._lock:
+            return "".join(self._lines)
+
+    def wait_for(self, needle: str, count: int = 1, timeout: float = 30.0) -> None:
+        """Wait until ``needle`` occurs in ``count`` lines; fail the test after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                found = sum(needle in line for line in self._lines)
+            if found >= count:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{needle!r} seen {found} times, not {count}, within {timeout} s")
+            time.sleep(0.05)
+
+    def finish(self, timeout: float = 10.0) -> str:
+        """Wait for the end of the output (the child has exited) and return all of it."""
+        self._thread.join(timeout)
+        return self.text()

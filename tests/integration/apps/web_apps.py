@@ -6,6 +6,7 @@ because FastAPI resolves them against these local names.
 """
 
 import asyncio
+import json
 import logging
 import threading
 import time
@@ -143,6 +144,21 @@ def make_fastapi_app() -> Any:
         from fastapi.responses import JSONResponse
 
         return JSONResponse({"detail": "maintenance"}, status_code=503)
+
+    @app.api_route("/echo-log", methods=["GET", "POST"])
+    async def echo_log(request: Request) -> dict[str, int]:
+        # What careless apps do: log the query and the JSON body as fields, whatever they hold.
+        fields: dict[str, Any] = dict(request.query_params)
+        body = await request.body()
+        if body:
+            try:
+                parsed = json.loads(body)
+            except ValueError:
+                parsed = {"raw": body}
+            fields.update(parsed if isinstance(parsed, dict) else {"value": parsed})
+        log.info("echo", **{str(key): value for key, value in fields.items()})
+        stdlib_logger.warning("echo %s %s", request.url.path, fields)
+        return {"fields": len(fields)}
 
     @app.get("/health")
     async def health() -> dict[str, str]:
