@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import importlib
 import importlib.util
 import logging
@@ -17,6 +18,7 @@ from types import FrameType
 from typing import IO, Any
 
 import structlog
+import wrapt
 from opentelemetry import trace
 from opentelemetry.sdk._logs import LogRecordLimits
 from opentelemetry.sdk._logs.export import LogRecordExporter
@@ -233,10 +235,22 @@ def _instrument(runtime: _Runtime, redactor: Redactor, disabled: set[str]) -> li
             # The per-message "http send"/"http receive" spans double the span work per request
             # and say nothing the server span does not.
             kwargs["exclude_spans"] = ["receive", "send"]
+        if name in _ON_IMPORT and library not in sys.modules:
+            # Instrumenting imports the framework: wait until the app does. Importing FastAPI at
+            # start-up imports anyio before pytest can rewrite its plugin, a warning that strict
+            # test suites turn into an error (FastAPI's own suite, on the contrib path).
+            wrapt.register_post_import_hook(
+                functools.partial(_instrument_later, runtime, module_name, class_name, kwargs), library
+            )
+            continue
         instrumentor = _apply(module_name, class_name, kwargs)
         if instrumentor is not None:
             done.append(instrumentor)
     return done
+
+
+_ON_IMPORT = frozenset({"fastapi"})
+"""Instrumentations applied when the app imports the framework, not at start-up."""
 
 
 def _apply(module_name: str, class_name: str, kwargs: dict[str, Any]) -> Any:
@@ -249,6 +263,19 @@ def _apply(module_name: str, class_name: str, kwargs: dict[str, Any]) -> Any:
         return None
     instrumentor.instrument(**kwargs)
     return instrumentor
+
+
+def _instrument_later(runtime: _Runtime, module_name: str, class_name: str, kwargs: dict[str, Any], _: Any) -> None:
+    with _lock:
+        if _runtime is not runtime or runtime.shut_down:
+            return  # configured again (tests) or shut down since the hook was registered
+        try:
+            instrumentor = _apply(module_name, class_name, kwargs)
+        except Exception as exc:  # noqa: BLE001 - instrumentation must not break the app's import
+            _report("warning", "instrumentation failed", {"instrumentation": module_name, "error": repr(exc)})
+            return
+        if instrumentor is not None:
+            runtime.instrumentors.append(instrumentor)
 
 
 # -- shutdown -----------------------------------------------------------------------------------

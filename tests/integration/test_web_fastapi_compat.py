@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -49,3 +51,32 @@ def test_app_with_its_own_tracer_provider_keeps_fastapi_defaults(logkit: Capture
     spans = exporter.get_finished_spans()
     assert ["GET /items/{item_id}"] == [span.name for span in spans if span.kind.name == "SERVER"]
     assert len(spans) > 1
+
+
+def test_contrib_path_instruments_fastapi_when_the_app_imports_it() -> None:
+    """Older FastAPI (contrib path): configure() imports neither FastAPI nor anyio; the app's import brings the span."""
+    code = (
+        "import asyncio, io, sys\n"
+        "from otel_logkit.web import native\n"
+        "native.available = lambda: False  # as on FastAPI releases without fastapi.telemetry\n"
+        "from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter\n"
+        "import otel_logkit\n"
+        "spans = InMemorySpanExporter()\n"
+        "otel_logkit.configure(stream=io.StringIO(), span_exporter=spans, env='test', logs_exporter='none')\n"
+        "early = [m for m in ('fastapi', 'starlette', 'anyio') if m in sys.modules]\n"
+        "assert not early, f'imported by configure(): {early}'\n"
+        "import httpx\n"
+        "from fastapi import FastAPI\n"
+        "app = FastAPI()\n"
+        "app.get('/x/{n}')(lambda n: {'n': n})\n"
+        "async def get():\n"
+        "    transport = httpx.ASGITransport(app=app)\n"
+        "    async with httpx.AsyncClient(transport=transport, base_url='http://t') as client:\n"
+        "        return await client.get('/x/1')\n"
+        "assert asyncio.run(get()).status_code == 200\n"
+        "[span] = [s for s in spans.get_finished_spans() if s.kind.name == 'SERVER']\n"
+        "assert span.instrumentation_scope.name == 'opentelemetry.instrumentation.fastapi', span\n"
+        "assert span.name == 'GET /x/{n}', span.name\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert 0 == result.returncode, result.stderr
