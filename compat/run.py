@@ -17,7 +17,9 @@ FastAPI's suite is its ``tests/test_tutorial`` directory (every documented examp
 ``tests/`` takes about two minutes a run on two cores, six runs would not fit five minutes).
 
 Environment: ``COMPAT_FLASK`` / ``COMPAT_FASTAPI`` (versions, default the supported releases
-below; PyPI had no newer pre-release to try as the development heads in December 2026),
+below; PyPI had no newer pre-release to try as the development heads in December 2026;
+``COMPAT_FASTAPI=0.141.1``, the last release without ``fastapi.telemetry``, checks the
+contrib-instrumentation path),
 ``COMPAT_JOBS`` (suites run at once, default 2), ``COMPAT_OFFICIAL=0`` (skip the
 information-only runs).
 """
