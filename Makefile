@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PORT   ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help install test compat lint typecheck run demo collector logql-grammar e2e bench clean
+.PHONY: help install test compat lint typecheck run demo stack collector logql-grammar e2e bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -37,6 +37,9 @@ run: install ## run the example shop under otel-logkit-instrument on 127.0.0.1:$
 
 demo: install ## the shop with fake payment/SMS gateways: gateway spans, redacted summaries
 	PORT=$(PORT) bash examples/shop/demo.sh
+
+stack: install ## nginx + the shop on PostgreSQL + the collector's filelog overlay on 127.0.0.1 (needs nginx, postgresql)
+	$(BIN)/python -m examples.stack.run --port $${STACK_PORT:-8080}
 
 collector: ## build bin/otelcol-logkit with the OpenTelemetry Collector Builder (needs Go)
 	bash collector/build.sh

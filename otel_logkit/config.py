@@ -69,6 +69,7 @@ class Settings:
     disabled_instrumentations: frozenset[str] = frozenset()
     export_queue_size: int = 20_000
     shutdown_timeout: float = 5.0
+    sql_commenter: bool = False
     sdk_disabled: bool = False
     traces_exporter: str = "otlp"
     logs_exporter: str = "otlp"
@@ -153,6 +154,7 @@ class Settings:
                 ev.LOGKIT_EXPORT_QUEUE_SIZE, get(ev.LOGKIT_EXPORT_QUEUE_SIZE), 20_000, 100, 10_000_000
             ),
             shutdown_timeout=_seconds(ev.LOGKIT_SHUTDOWN_TIMEOUT, get(ev.LOGKIT_SHUTDOWN_TIMEOUT), 5.0),
+            sql_commenter=_bool(ev.LOGKIT_SQL_COMMENTER, get(ev.LOGKIT_SQL_COMMENTER)),
             sdk_disabled=_bool("OTEL_SDK_DISABLED", get("OTEL_SDK_DISABLED")),
             traces_exporter=_exporter("OTEL_TRACES_EXPORTER", get("OTEL_TRACES_EXPORTER")),
             logs_exporter=_exporter("OTEL_LOGS_EXPORTER", get("OTEL_LOGS_EXPORTER")),

@@ -46,6 +46,12 @@ stdout) and counted (default ``20000``)."""
 LOGKIT_SHUTDOWN_TIMEOUT = "LOGKIT_SHUTDOWN_TIMEOUT"
 """Seconds a process spends flushing logs and spans on SIGTERM, SIGINT or exit (default ``5``)."""
 
+LOGKIT_SQL_COMMENTER = "LOGKIT_SQL_COMMENTER"
+"""``true``/``false``: append a sqlcommenter comment with ``traceparent`` and ``request_id`` to
+every SQL statement SQLAlchemy sends, so the database's own logs name the request and the trace
+(default ``false``: a comment that differs per statement defeats prepared-statement and plan
+caches; README.md "Follow one request" has the numbers)."""
+
 ALL: tuple[str, ...] = (
     LOGKIT_ENV,
     LOGKIT_LOG_LEVEL,
@@ -58,5 +64,6 @@ ALL: tuple[str, ...] = (
     LOGKIT_EXCLUDED_URLS,
     LOGKIT_EXPORT_QUEUE_SIZE,
     LOGKIT_SHUTDOWN_TIMEOUT,
+    LOGKIT_SQL_COMMENTER,
 )
 """Every variable above, in documentation order."""

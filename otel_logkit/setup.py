@@ -31,7 +31,7 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
 )
 
-from otel_logkit import web, wire
+from otel_logkit import sql, web, wire
 from otel_logkit.config import Settings
 from otel_logkit.gateways.hooks import install_failure_observers, instrument_kwargs, uninstall_failure_observers
 from otel_logkit.logs import chain, stdlib
@@ -46,6 +46,8 @@ _INSTRUMENTATIONS = (
     ("fastapi", "fastapi", "opentelemetry.instrumentation.fastapi", "FastAPIInstrumentor"),
     ("requests", "requests", "opentelemetry.instrumentation.requests", "RequestsInstrumentor"),
     ("httpx", "httpx", "opentelemetry.instrumentation.httpx", "HTTPXClientInstrumentor"),
+    # contrib's instrumentor plus request_id in its sqlcommenter comment (otel_logkit.sql).
+    ("sqlalchemy", "sqlalchemy", "otel_logkit.sql", "SQLAlchemyInstrumentor"),
 )
 HANDLED_INSTRUMENTATIONS = frozenset({*(name for name, *_ in _INSTRUMENTATIONS), "flask"})
 """Entry points that :func:`configure` instruments itself (with otel-logkit's options and hooks).
@@ -235,6 +237,8 @@ def _instrument(runtime: _Runtime, redactor: Redactor, disabled: set[str]) -> li
             # The per-message "http send"/"http receive" spans double the span work per request
             # and say nothing the server span does not.
             kwargs["exclude_spans"] = ["receive", "send"]
+        if name == "sqlalchemy":
+            kwargs.update(sql.instrument_kwargs(runtime.settings))
         if name in _ON_IMPORT and library not in sys.modules:
             # Instrumenting imports the framework: wait until the app does. Importing FastAPI at
             # start-up imports anyio before pytest can rewrite its plugin, a warning that strict
@@ -249,16 +253,17 @@ def _instrument(runtime: _Runtime, redactor: Redactor, disabled: set[str]) -> li
     return done
 
 
-_ON_IMPORT = frozenset({"fastapi"})
-"""Instrumentations applied when the app imports the framework, not at start-up."""
+_ON_IMPORT = frozenset({"fastapi", "sqlalchemy"})
+"""Instrumentations applied when the app imports the library, not at start-up (importing the
+framework at start-up costs time, and FastAPI's import of anyio before pytest's breaks strict suites)."""
 
 
 def _apply(module_name: str, class_name: str, kwargs: dict[str, Any]) -> Any:
     try:
         module = importlib.import_module(module_name)
+        instrumentor = getattr(module, class_name)()
     except ImportError:
         return None  # the optional instrumentation package is not installed
-    instrumentor = getattr(module, class_name)()
     if instrumentor.is_instrumented_by_opentelemetry:
         return None
     instrumentor.instrument(**kwargs)

@@ -13,12 +13,13 @@ Endpoints:
     GET  /boom                        an unhandled error (for trying the error line)
 
 Set SHOP_PAYMENT_URL / SHOP_SMS_URL to real or fake gateways; unset, the calls are simulated.
+Products and orders are stored through SQLAlchemy (examples/shop/db.py): SQLite in memory by
+default, PostgreSQL with SHOP_DATABASE_URL=postgresql+psycopg://user@host:port/db.
 """
 
 from __future__ import annotations
 
 import hmac
-import itertools
 import logging
 import os
 from typing import Any
@@ -28,21 +29,18 @@ import requests
 import structlog
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel, Field
+from sqlalchemy import select
+
+from examples.shop.db import Order, Product, Store
 
 log = structlog.get_logger()
 audit = logging.getLogger("shop.audit")
 
 app = FastAPI(title="shop")
 
-PRODUCTS: dict[int, dict[str, Any]] = {
-    1: {"id": 1, "name": "coffee beans", "price_cents": 1290, "currency": "EUR"},
-    2: {"id": 2, "name": "grinder", "price_cents": 8900, "currency": "EUR"},
-    3: {"id": 3, "name": "kettle", "price_cents": 4500, "currency": "EUR"},
-}
-ORDERS: dict[int, dict[str, Any]] = {}
+store = Store()
 # A demo account: any username, this password (override with SHOP_DEMO_PASSWORD).
 DEMO_PASSWORD = os.environ.get("SHOP_DEMO_PASSWORD", "correct horse")
-_order_ids = itertools.count(1001)
 
 
 class Login(BaseModel):
@@ -68,18 +66,21 @@ def health() -> dict[str, str]:
 
 
 @app.get("/products")
-async def list_products() -> list[dict[str, Any]]:
-    log.debug("products listed", count=len(PRODUCTS))
-    return list(PRODUCTS.values())
+def list_products() -> list[dict[str, Any]]:
+    with store.session() as session:
+        products = [p.as_dict() for p in session.scalars(select(Product).order_by(Product.id))]
+    log.debug("products listed", count=len(products))
+    return products
 
 
 @app.get("/products/{product_id}")
-async def get_product(product_id: int) -> dict[str, Any]:
-    product = PRODUCTS.get(product_id)
-    if product is None:
-        log.info("product not found", product_id=product_id)
-        raise HTTPException(status_code=404, detail="no such product")
-    return product
+def get_product(product_id: int) -> dict[str, Any]:
+    with store.session() as session:
+        product = session.get(Product, product_id)
+        if product is None:
+            log.info("product not found", product_id=product_id)
+            raise HTTPException(status_code=404, detail="no such product")
+        return product.as_dict()
 
 
 @app.post("/login")
@@ -118,37 +119,43 @@ async def _text(phone: str, message: str) -> None:
 
 @app.post("/orders", status_code=201)
 def create_order(body: OrderIn) -> dict[str, Any]:
-    product = PRODUCTS.get(body.product_id)
-    if product is None:
-        log.warning("order rejected", product_id=body.product_id, error_code="unknown_product")
-        raise HTTPException(status_code=422, detail="unknown product")
-    amount = product["price_cents"] * body.quantity
+    with store.session() as session:
+        product = session.get(Product, body.product_id)
+        if product is None:
+            log.warning("order rejected", product_id=body.product_id, error_code="unknown_product")
+            raise HTTPException(status_code=422, detail="unknown product")
+        amount, currency = product.price_cents * body.quantity, product.currency
     try:
         charge_id = _charge(amount, body.card)
     except requests.RequestException as error:
         log.error("payment failed", error_code="payment_failed", reason=type(error).__name__)
         raise HTTPException(status_code=502, detail="payment failed") from error
-    order_id = next(_order_ids)
-    ORDERS[order_id] = {"id": order_id, "product_id": product["id"], "quantity": body.quantity, "charge": charge_id}
-    log.info("order created", order_id=order_id, amount_cents=amount, currency=product["currency"])
-    return ORDERS[order_id]
+    with store.session() as session:
+        order = Order(product_id=body.product_id, quantity=body.quantity, charge=charge_id)
+        session.add(order)
+        session.flush()
+        created = order.as_dict()
+    log.info("order created", order_id=created["id"], amount_cents=amount, currency=currency)
+    return created
 
 
 @app.post("/orders/{order_id}/notify")
 async def notify(order_id: int, phone: str) -> dict[str, str]:
-    if order_id not in ORDERS:
-        raise HTTPException(status_code=404, detail="no such order")
+    with store.session() as session:  # a primary-key lookup: brief enough for the event loop
+        if session.get(Order, order_id) is None:
+            raise HTTPException(status_code=404, detail="no such order")
     await _text(phone, f"Your order {order_id} is on its way")
     log.info("customer notified", order_id=order_id)
     return {"status": "sent"}
 
 
 @app.get("/orders/{order_id}")
-async def get_order(order_id: int) -> dict[str, Any]:
-    order = ORDERS.get(order_id)
-    if order is None:
-        raise HTTPException(status_code=404, detail="no such order")
-    return order
+def get_order(order_id: int) -> dict[str, Any]:
+    with store.session() as session:
+        order = session.get(Order, order_id)
+        if order is None:
+            raise HTTPException(status_code=404, detail="no such order")
+        return order.as_dict()
 
 
 @app.get("/boom")

@@ -37,6 +37,8 @@ _SET_ASIDE_KEY = SET_ASIDE_KEY
 
 CONTRACT_FIELDS = ("timestamp", "level", "message", "logger", "service", "env", "trace_id", "span_id", "request_id")
 """Fields whose meaning the contract fixes: user data never overwrites them."""
+OWN_FIELDS = frozenset({"timestamp", "level", "service", "env", "trace_id", "span_id"})
+"""Contract fields only otel-logkit sets in its chain (``message``, ``logger``, ``request_id`` carry app data)."""
 USER_FIELD_PREFIX = "app_"
 """A user value that clashes with a contract field is kept under this prefix (``app_level``)."""
 

@@ -139,7 +139,7 @@ class Redactor:
     # -- public API ---------------------------------------------------------------------------
 
     def redact_event(  # noqa: PLR0912 - the hot path, inlined on purpose
-        self, event_dict: MutableMapping[str, Any], *, stringify: bool = True
+        self, event_dict: MutableMapping[str, Any], *, stringify: bool = True, trusted: frozenset[str] = frozenset()
     ) -> MutableMapping[str, Any]:
         """Redact a structlog event dict in place (and return it), just before rendering.
 
@@ -149,6 +149,8 @@ class Redactor:
 
         Args:
             event_dict: the event, changed in place.
+            trusted: keys whose values otel-logkit itself set (its timestamp, level, trace ids:
+                user values under those names were moved aside first), left alone.
             stringify: replace objects the renderer would print with ``repr()`` by that text,
                 redacted (what is rendered is what was redacted). Off, an object is kept as it
                 is unless its text holds a secret (for ``capture_logs`` entries in tests).
@@ -158,7 +160,7 @@ class Redactor:
         clean = self._clean
         changes: list[tuple[Any, Any]] = []
         for key, value in event_dict.items():
-            if key in _EVENT_PASSTHROUGH and (key not in _FLAG_KEYS or type(value) in _FLAG_TYPES):
+            if key in trusted or (key in _EVENT_PASSTHROUGH and (key not in _FLAG_KEYS or type(value) in _FLAG_TYPES)):
                 continue
             kind = kinds.get(key)
             if kind is None:

@@ -24,16 +24,18 @@ class RedactingProcessor:
 
     Args:
         redactor: the configured :class:`~otel_logkit.redact.Redactor`.
+        trusted: keys whose values the chain itself set (never user data), left alone.
     """
 
-    __slots__ = ("_redact",)
+    __slots__ = ("_redact", "_trusted")
 
-    def __init__(self, redactor: Redactor) -> None:
+    def __init__(self, redactor: Redactor, trusted: frozenset[str] = frozenset()) -> None:
         self._redact = redactor.redact_event
+        self._trusted = trusted
 
     def __call__(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
         """Redact ``event_dict`` in place and return it."""
-        return self._redact(event_dict)
+        return self._redact(event_dict, trusted=self._trusted)
 
 
 class RedactingSpanExporter(SpanExporter):

@@ -309,3 +309,37 @@ def test_sigterm_runs_the_apps_own_handler_before_the_flush() -> None:
         assert ["draining"] == [line["message"] for line in parse_lines(stdout)]
         assert any(r.body == "draining" for r in receiver.logs)
         assert any(s.name == "drain" for s in receiver.spans)
+
+
+_USER_TEST_RUN = """
+import os, sys
+import pytest  # a user's test run: pytest imported, PYTEST_CURRENT_TEST set
+os.environ["PYTEST_CURRENT_TEST"] = "test_app.py::test_x (call)"
+import structlog
+import otel_logkit
+otel_logkit.configure()
+from otel_logkit.logs import processors
+def broken(*args, **kwargs):
+    raise RuntimeError("otel-logkit bug")
+processors.TimeStamper.__call__ = broken  # the chain now fails on every line
+structlog.get_logger("app").info("still written")
+sys.stderr.write("returned normally\\n")
+"""
+
+
+def test_failures_stay_contained_in_a_users_pytest_run() -> None:
+    """Under the user's own pytest, otel-logkit's failures are contained, never re-raised into the app."""
+    env = base_env(OTEL_TRACES_EXPORTER="none", OTEL_LOGS_EXPORTER="none")
+    result = subprocess.run(
+        [str(BIN / "python"), "-c", _USER_TEST_RUN],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert 0 == result.returncode, result.stderr
+    assert "returned normally" in result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert any(line["message"] == "still written" and "logkit_error" in line for line in lines)

@@ -284,3 +284,22 @@ def test_a_dropped_queue_is_not_kept_alive_by_the_fork_hook() -> None:
     del queue
     gc.collect()
     assert ref() is None
+
+
+def test_after_fork_the_child_gets_its_own_http_connections() -> None:
+    """The at-fork hook gives the exporter a new requests session with the same headers and TLS settings."""
+    from otel_logkit import _fork
+    from otel_logkit.wire import FastOTLPLogExporter
+
+    exporter = FastOTLPLogExporter(endpoint="http://127.0.0.1:9/v1/logs", headers={"x-tenant": "a"})
+    queue = LogExportQueue(exporter, RESOURCE)
+    transport = exporter._client._transport  # type: ignore[attr-defined]
+    before = transport._session
+    try:
+        _fork._run()  # what os.fork() runs in the child
+        after = transport._session
+        assert before is not after
+        assert before.headers == after.headers
+        assert (before.verify, before.cert) == (after.verify, after.cert)
+    finally:
+        queue.shutdown(1)
