@@ -54,10 +54,11 @@ $(LOGQL_DIR)/node_modules/.package-lock.json: $(LOGQL_DIR)/package-lock.json
 e2e: install collector logql-grammar ## end-to-end tests through the real collector, local backends and Prometheus
 	$(BIN)/python -m pytest -m e2e tests/e2e
 
-bench: install ## benchmarks (bench/; bench_http.py needs wrk: apt-get install -y wrk), see bench/RESULTS.md
+bench: install ## benchmarks (bench/; bench_http.py needs wrk, bench_celery.py redis-server: apt-get install -y wrk redis-server), see bench/RESULTS.md
 	$(BIN)/python bench/bench_logging.py
 	$(BIN)/python bench/bench_redaction.py
 	$(BIN)/python bench/bench_http.py
+	$(BIN)/python bench/bench_celery.py
 
 clean: ## remove build output and caches (keeps .venv)
 	rm -rf bin build .pytest_cache .mypy_cache .ruff_cache

@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 from contextvars import ContextVar
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from otel_logkit.jobs import job
 
 request_id: ContextVar[str | None] = ContextVar("otel_logkit.request_id", default=None)
 """The id of the request being served, or ``None`` outside a request."""
+
+current_job: ContextVar[job | None] = ContextVar("otel_logkit.job", default=None)
+"""The innermost :func:`otel_logkit.job` running in this context, or ``None`` outside a job."""

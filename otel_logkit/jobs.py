@@ -1,22 +1,35 @@
-"""Background and scheduled jobs: a span, a ``job_id`` bound to every line, start/finish lines.
+"""Background and scheduled jobs: a span, a ``job_id`` bound to every line, accounting, outcome lines.
 
-Usable as a context manager (sync or async) and as a decorator::
+Usable as a context manager (sync or async) and as a decorator; the object it yields counts work::
 
-    with otel_logkit.job("nightly-report", tenant="acme"):
-        ...
+    with otel_logkit.job("send-reminders", tenant="acme") as run:
+        for reminder in due:
+            try:
+                send(reminder)
+            except GatewayError as error:
+                run.failed(reminder.id, error)
+            else:
+                run.processed()
 
-    @otel_logkit.job("send-reminders")
-    async def send_reminders() -> None: ...
+    @otel_logkit.job("nightly-report")
+    async def nightly_report() -> None:
+        otel_logkit.job.current().processed(n=rows)
+
+The finish line (``job finished``, ``job finished with failures`` or ``job failed``) carries
+``processed``, ``failed``, ``failed_ids`` (the first :data:`FAILED_IDS_MAX`, then
+``failed_ids_truncated: true``), ``started_at``, ``finished_at`` and ``duration_ms``.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from contextvars import Token
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -24,8 +37,61 @@ import structlog
 from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
 
+from otel_logkit import context
+
 F = TypeVar("F", bound=Callable[..., Any])
 _logger = structlog.get_logger("otel_logkit.jobs")
+
+FAILED_IDS_MAX = 100
+"""Failed item ids kept on the finish line; beyond it the line says ``failed_ids_truncated``."""
+
+
+def iso_timestamp(seconds: float) -> str:
+    """``seconds`` since the epoch as ISO 8601, UTC, milliseconds, ``Z`` (the log line's format)."""
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _item_id(item_id: Any) -> Any:
+    return item_id if isinstance(item_id, (str, int)) and not isinstance(item_id, bool) else str(item_id)
+
+
+class Tally:
+    """Thread-safe counts of one unit of work: items processed, items failed and their ids."""
+
+    __slots__ = ("_lock", "failed_count", "failed_ids", "processed_count", "truncated")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.processed_count = 0
+        self.failed_count = 0
+        self.failed_ids: list[Any] = []
+        self.truncated = False
+
+    def add_processed(self, n: int) -> None:
+        """Count ``n`` more processed items."""
+        with self._lock:
+            self.processed_count += n
+
+    def add_failed(self, item_id: Any) -> None:
+        """Count one failed item and keep its id while there is room."""
+        with self._lock:
+            self.failed_count += 1
+            if len(self.failed_ids) < FAILED_IDS_MAX:
+                self.failed_ids.append(_item_id(item_id))
+            else:
+                self.truncated = True
+
+    def fields(self) -> dict[str, Any]:
+        """The accounting fields of a finish line."""
+        with self._lock:
+            fields: dict[str, Any] = {
+                "processed": self.processed_count,
+                "failed": self.failed_count,
+                "failed_ids": list(self.failed_ids),
+            }
+            if self.truncated:
+                fields["failed_ids_truncated"] = True
+        return fields
 
 
 class job:  # noqa: N801 - used like a function: `with job(...)`, `@job(...)`
@@ -36,16 +102,49 @@ class job:  # noqa: N801 - used like a function: `with job(...)`, `@job(...)`
         fields: extra fields bound to every line logged inside the job.
 
     The job's exceptions are logged once at ERROR (with traceback) and propagate unchanged.
+    Nested jobs each count their own items; one job may be counted from many threads.
     """
 
     def __init__(self, name: str, **fields: Any) -> None:
         self.name = name
         self.fields = fields
         self.job_id = ""
+        self.tally = Tally()
         self._span: Span | None = None
         self._span_token: Any = None
         self._tokens: Mapping[str, Token[Any]] = {}
+        self._current_token: Token[job | None] | None = None
         self._started = 0.0
+        self._started_at = 0.0
+
+    @staticmethod
+    def current() -> job | None:
+        """The innermost job running in this context (thread or task), or ``None``."""
+        return context.current_job.get()
+
+    def processed(self, n: int = 1) -> None:
+        """Count ``n`` items done (thread-safe)."""
+        self.tally.add_processed(n)
+
+    def failed(self, item_id: Any, error: BaseException | str | None = None) -> None:
+        """Count one failed item; with an ``error``, also write one ERROR line naming the item.
+
+        Args:
+            item_id: the item's id, kept on the finish line (the first 100).
+            error: the exception (its traceback is logged) or a reason.
+        """
+        self.tally.add_failed(item_id)
+        if error is None:
+            return
+        fields: dict[str, Any] = {"item_id": _item_id(item_id)}
+        if isinstance(error, BaseException):
+            fields["error_type"] = type(error).__name__
+            fields["error"] = str(error)
+            if error.__traceback__ is not None:
+                fields["exc_info"] = (type(error), error, error.__traceback__)
+        else:
+            fields["error"] = str(error)
+        _logger.error("job item failed", **fields)
 
     def __enter__(self) -> job:
         self.job_id = uuid.uuid4().hex
@@ -54,8 +153,10 @@ class job:  # noqa: N801 - used like a function: `with job(...)`, `@job(...)`
         self._span_token = trace.use_span(self._span, end_on_exit=False)
         self._span_token.__enter__()
         self._tokens = structlog.contextvars.bind_contextvars(job=self.name, job_id=self.job_id, **self.fields)
+        self._current_token = context.current_job.set(self)
+        self._started_at = time.time()
         self._started = time.perf_counter()
-        _logger.info("job started")
+        _logger.info("job started", started_at=iso_timestamp(self._started_at))
         return self
 
     def __exit__(
@@ -63,15 +164,29 @@ class job:  # noqa: N801 - used like a function: `with job(...)`, `@job(...)`
     ) -> None:
         duration_ms = round((time.perf_counter() - self._started) * 1000, 3)
         span = self._span
+        fields = self.tally.fields()
+        fields.update(
+            started_at=iso_timestamp(self._started_at),
+            finished_at=iso_timestamp(self._started_at + duration_ms / 1000),
+            duration_ms=duration_ms,
+        )
         try:
-            if exc is None:
-                _logger.info("job finished", duration_ms=duration_ms, status="ok")
-            else:
-                _logger.error("job failed", duration_ms=duration_ms, status="error", exc_info=(exc_type, exc, tb))
+            if span is not None:
+                span.set_attributes({"job.processed": fields["processed"], "job.failed": fields["failed"]})
+            if exc is not None:
+                _logger.error("job failed", status="error", exc_info=(exc_type, exc, tb), **fields)
                 if span is not None:
                     span.record_exception(exc)
                     span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+            elif fields["failed"]:
+                _logger.error("job finished with failures", status="partial", **fields)
+                if span is not None:
+                    span.set_status(Status(StatusCode.ERROR, "failed items"))
+            else:
+                _logger.info("job finished", status="ok", **fields)
         finally:
+            if self._current_token is not None:
+                context.current_job.reset(self._current_token)
             structlog.contextvars.reset_contextvars(**self._tokens)
             self._span_token.__exit__(None, None, None)
             if span is not None:
@@ -86,7 +201,7 @@ class job:  # noqa: N801 - used like a function: `with job(...)`, `@job(...)`
         self.__exit__(exc_type, exc, tb)
 
     def __call__(self, func: F) -> F:
-        """Decorate a sync or async function: each call runs as one job."""
+        """Decorate a sync or async function: each call runs as one job (see :meth:`current`)."""
         if inspect.iscoroutinefunction(func):
 
             @functools.wraps(func)

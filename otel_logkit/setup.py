@@ -48,6 +48,8 @@ _INSTRUMENTATIONS = (
     ("httpx", "httpx", "opentelemetry.instrumentation.httpx", "HTTPXClientInstrumentor"),
     # contrib's instrumentor plus request_id in its sqlcommenter comment (otel_logkit.sql).
     ("sqlalchemy", "sqlalchemy", "otel_logkit.sql", "SQLAlchemyInstrumentor"),
+    # otel-logkit's own: logging, task context and outcome lines, then the contrib instrumentation.
+    ("celery", "celery", "otel_logkit.celery", "CeleryInstrumentor"),
 )
 HANDLED_INSTRUMENTATIONS = frozenset({*(name for name, *_ in _INSTRUMENTATIONS), "flask"})
 """Entry points that :func:`configure` instruments itself (with otel-logkit's options and hooks).
@@ -239,6 +241,8 @@ def _instrument(runtime: _Runtime, redactor: Redactor, disabled: set[str]) -> li
             kwargs["exclude_spans"] = ["receive", "send"]
         if name == "sqlalchemy":
             kwargs.update(sql.instrument_kwargs(runtime.settings))
+        if name == "celery":
+            kwargs["redactor"] = redactor
         if name in _ON_IMPORT and library not in sys.modules:
             # Instrumenting imports the framework: wait until the app does. Importing FastAPI at
             # start-up imports anyio before pytest can rewrite its plugin, a warning that strict
@@ -253,7 +257,7 @@ def _instrument(runtime: _Runtime, redactor: Redactor, disabled: set[str]) -> li
     return done
 
 
-_ON_IMPORT = frozenset({"fastapi", "sqlalchemy"})
+_ON_IMPORT = frozenset({"fastapi", "sqlalchemy", "celery"})
 """Instrumentations applied when the app imports the library, not at start-up (importing the
 framework at start-up costs time, and FastAPI's import of anyio before pytest's breaks strict suites)."""
 

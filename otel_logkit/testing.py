@@ -41,7 +41,8 @@ class Captured:
 
     def lines(self) -> list[dict[str, Any]]:
         """Each stdout line, parsed as JSON (fails loudly on a line that is not JSON)."""
-        return [json.loads(line) for line in self.text().splitlines() if line]
+        # split("\n"), not splitlines(): a JSON string may hold U+0085 or U+2028 unescaped.
+        return [json.loads(line) for line in self.text().split("\n") if line]
 
     def spans(self) -> list[ReadableSpan]:
         """Finished spans, in end order."""

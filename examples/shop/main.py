@@ -31,6 +31,7 @@ from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
+from examples.shop import tasks  # order confirmation SMS (Celery; in-process without a broker)
 from examples.shop.db import Order, Product, Store
 
 log = structlog.get_logger()
@@ -136,6 +137,8 @@ def create_order(body: OrderIn) -> dict[str, Any]:
         session.flush()
         created = order.as_dict()
     log.info("order created", order_id=created["id"], amount_cents=amount, currency=currency)
+    if body.phone:
+        tasks.confirm_order(created["id"], body.phone)
     return created
 
 

@@ -23,7 +23,7 @@ class Captured:
 
     def lines(self) -> list[dict[str, Any]]:
         """Every line written so far, parsed (each must be one JSON object)."""
-        return [json.loads(line) for line in self.stream.getvalue().splitlines() if line.strip()]
+        return [json.loads(line) for line in self.stream.getvalue().split("\n") if line.strip()]
 
     def access(self) -> list[dict[str, Any]]:
         """The access lines."""
