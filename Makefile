@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PORT   ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help install test lint typecheck run demo stack collector logql-grammar e2e bench clean
+.PHONY: help install test compat lint typecheck run demo stack collector logql-grammar e2e bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -20,6 +20,9 @@ $(VENV)/.installed: pyproject.toml
 
 test: install ## unit and integration tests (Python only, no collector)
 	$(BIN)/python -m pytest -m "not e2e" tests
+
+compat: install ## Flask's and FastAPI's own test suites, bare vs under otel-logkit-instrument: same outcome per test
+	$(BIN)/python compat/run.py
 
 lint: install ## ruff lint and format check
 	$(BIN)/ruff check .

@@ -65,6 +65,7 @@ class Settings:
     trusted_proxies: tuple[Network, ...] = ()
     excluded_urls: tuple[str, ...] = ()
     fastapi_span_excluded_urls: str = ""
+    flask_span_excluded_urls: str = ""
     disabled_instrumentations: frozenset[str] = frozenset()
     export_queue_size: int = 20_000
     shutdown_timeout: float = 5.0
@@ -147,6 +148,9 @@ class Settings:
             # The contrib instrumentation's precedence: the FastAPI-specific variable, else the generic one.
             fastapi_span_excluded_urls=(
                 environ.get("OTEL_PYTHON_FASTAPI_EXCLUDED_URLS", environ.get("OTEL_PYTHON_EXCLUDED_URLS", "")) or ""
+            ).strip(),
+            flask_span_excluded_urls=(
+                environ.get("OTEL_PYTHON_FLASK_EXCLUDED_URLS", environ.get("OTEL_PYTHON_EXCLUDED_URLS", "")) or ""
             ).strip(),
             disabled_instrumentations=frozenset(
                 part.strip() for part in (get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS") or "").split(",") if part.strip()

@@ -46,14 +46,17 @@ _INSTRUMENTATIONS = (
     ("fastapi", "fastapi", "opentelemetry.instrumentation.fastapi", "FastAPIInstrumentor"),
     ("requests", "requests", "opentelemetry.instrumentation.requests", "RequestsInstrumentor"),
     ("httpx", "httpx", "opentelemetry.instrumentation.httpx", "HTTPXClientInstrumentor"),
-    ("flask", "flask", "opentelemetry.instrumentation.flask", "FlaskInstrumentor"),
     # contrib's instrumentor plus request_id in its sqlcommenter comment (otel_logkit.sql).
     ("sqlalchemy", "sqlalchemy", "otel_logkit.sql", "SQLAlchemyInstrumentor"),
     # otel-logkit's own: logging, task context and outcome lines, then the contrib instrumentation.
     ("celery", "celery", "otel_logkit.celery", "CeleryInstrumentor"),
 )
-HANDLED_INSTRUMENTATIONS = frozenset(name for name, *_ in _INSTRUMENTATIONS)
-"""Entry points that :func:`configure` instruments itself (with otel-logkit's options and hooks)."""
+HANDLED_INSTRUMENTATIONS = frozenset({*(name for name, *_ in _INSTRUMENTATIONS), "flask"})
+"""Entry points that :func:`configure` instruments itself (with otel-logkit's options and hooks).
+
+Flask is traced by :mod:`otel_logkit.web.flask` (with the WSGI instrumentation's functions), never by the
+contrib ``FlaskInstrumentor``, which replaces ``flask.Flask`` and keeps every app alive.
+"""
 
 
 @dataclass
@@ -137,7 +140,13 @@ def configure(
                 install_failure_observers()
             runtime.instrumentors = _instrument(runtime, redactor, disabled | {"fastapi"} if native else disabled)
             fastapi_defaults = native_fastapi.telemetry_defaults(settings, tracing=not disabled & {"fastapi", "*"})
-            web.install(settings, redactor, fastapi_defaults if native else None)
+            flask_traced = runtime.tracer_provider is not None and not disabled & {"flask", "*"}
+            web.install(
+                settings,
+                redactor,
+                fastapi_defaults if native else None,
+                flask_tracer_provider=runtime.tracer_provider if flask_traced else None,
+            )
         _install_shutdown(runtime)
         return settings
 
@@ -235,7 +244,9 @@ def _instrument(runtime: _Runtime, redactor: Redactor, disabled: set[str]) -> li
         if name == "celery":
             kwargs["redactor"] = redactor
         if name in _ON_IMPORT and library not in sys.modules:
-            # Instrumenting imports the framework: wait until the app does (start-up time).
+            # Instrumenting imports the framework: wait until the app does. Importing FastAPI at
+            # start-up imports anyio before pytest can rewrite its plugin, a warning that strict
+            # test suites turn into an error (FastAPI's own suite, on the contrib path).
             wrapt.register_post_import_hook(
                 functools.partial(_instrument_later, runtime, module_name, class_name, kwargs), library
             )
@@ -246,8 +257,9 @@ def _instrument(runtime: _Runtime, redactor: Redactor, disabled: set[str]) -> li
     return done
 
 
-_ON_IMPORT = frozenset({"flask", "sqlalchemy", "celery"})
-"""Instrumentations applied when the app imports the library (importing Flask costs ~70 ms)."""
+_ON_IMPORT = frozenset({"fastapi", "sqlalchemy", "celery"})
+"""Instrumentations applied when the app imports the library, not at start-up (importing the
+framework at start-up costs time, and FastAPI's import of anyio before pytest's breaks strict suites)."""
 
 
 def _apply(module_name: str, class_name: str, kwargs: dict[str, Any]) -> Any:

@@ -11,7 +11,9 @@ Mechanism (patching classes, so that apps need no code change):
   access and error lines carry its ``trace_id``/``span_id``.
 - ``FastAPI.__init__`` receives otel-logkit's ``telemetry`` options (:mod:`otel_logkit.web.native`)
   on FastAPI releases that trace requests themselves; the app's own options win.
-- ``Flask.__call__`` runs every request through a :class:`WSGIRequestContextMiddleware`.
+- ``Flask.__call__`` (wrapped with ``*args, **kwargs``) runs every request through a
+  :class:`WSGIRequestContextMiddleware` and otel-logkit's server span (:mod:`otel_logkit.web.flask`);
+  no other Flask method is patched, no Flask class is replaced and no app object is kept.
 
 No framework is imported by otel-logkit: each class is patched when its module is imported by
 the app (a post-import hook), or at once if it is already imported. Patching twice is a no-op;
@@ -20,6 +22,7 @@ the app (a post-import hook), or at once if it is already imported. Patching twi
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import sys
@@ -34,7 +37,7 @@ from otel_logkit.config import Settings
 from otel_logkit.web._core import was_logged
 from otel_logkit.web.asgi import RequestContextMiddleware, SpanProbe
 from otel_logkit.web.body import BodySummarizer
-from otel_logkit.web.types import Receive, Scope, Send, StartResponse, WSGIEnviron
+from otel_logkit.web.types import Receive, Scope, Send
 
 _PATCHED = "__otel_logkit_original__"
 _APP_ATTRIBUTE = "_otel_logkit_middleware"
@@ -44,6 +47,9 @@ class _Installed:
     settings: Settings | None = None
     redactor: BodySummarizer | None = None
     fastapi_telemetry: dict[str, Any] | None = None
+    flask_tracer_provider: Any = None
+    flask_chains: tuple[int, dict[bool, Any]] | None = None
+    flask_signals = False
     generation = 0
     hooks_registered = False
     patched: list[tuple[type, str, Any]] = []  # noqa: RUF012 - process-wide registry of patches
@@ -53,7 +59,10 @@ _lock = threading.Lock()
 
 
 def install(
-    settings: Settings, redactor: BodySummarizer | None = None, fastapi_telemetry: dict[str, Any] | None = None
+    settings: Settings,
+    redactor: BodySummarizer | None = None,
+    fastapi_telemetry: dict[str, Any] | None = None,
+    flask_tracer_provider: Any = None,
 ) -> None:
     """Install the request-context middleware on every Starlette/FastAPI and Flask app.
 
@@ -64,11 +73,14 @@ def install(
         redactor: an :class:`otel_logkit.redact.Redactor`; ``None`` uses a blunt local fallback.
         fastapi_telemetry: default ``FastAPI(telemetry=...)`` options for apps created from now
             on (FastAPI releases with their own telemetry); ``None`` leaves FastAPI's defaults.
+        flask_tracer_provider: where Flask's server spans go; ``None``: no Flask spans (the
+            request id, access and error lines stay).
     """
     with _lock:
         _Installed.settings = settings
         _Installed.redactor = redactor
         _Installed.fastapi_telemetry = fastapi_telemetry
+        _Installed.flask_tracer_provider = flask_tracer_provider
         _Installed.generation += 1
         register = not _Installed.hooks_registered
         _Installed.hooks_registered = True
@@ -94,7 +106,14 @@ def uninstall() -> None:
         _Installed.settings = None
         _Installed.redactor = None
         _Installed.fastapi_telemetry = None
+        _Installed.flask_tracer_provider = None
+        _Installed.flask_chains = None
         _Installed.generation += 1
+        if _Installed.flask_signals:
+            from otel_logkit.web import flask as flask_support
+
+            _Installed.flask_signals = False
+            flask_support.disconnect_signals()
 
 
 # What servers and frameworks write for an unhandled exception that otel-logkit's error line
@@ -162,11 +181,15 @@ def _patch_fastapi(module: ModuleType) -> None:
 
 
 def _patch_flask(module: ModuleType) -> None:
+    from otel_logkit.web import flask as flask_support
+
     with _lock:
         if _Installed.settings is None:
             return
         _patch(module.Flask, "__call__", _wrap_wsgi_call)
-        _patch(module.Flask, "log_exception", _wrap_log_exception)
+        if not _Installed.flask_signals:
+            _Installed.flask_signals = True
+            flask_support.connect_signals()
     _silence_werkzeug_access()
 
 
@@ -236,40 +259,63 @@ def _wrap_build(original: Any) -> Any:
 def _wrap_fastapi_init(original: Any) -> Any:
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:  # noqa: N807 - replaces FastAPI.__init__
         defaults = _Installed.fastapi_telemetry
-        if defaults:
-            kwargs["telemetry"] = {**defaults, **(kwargs.get("telemetry") or {})}
+        options = kwargs.get("telemetry")
+        # An app that brings its own tracer provider (or options that are not a dict) runs its
+        # own telemetry pipeline: otel-logkit's defaults are for spans it exports itself.
+        if defaults and (options is None or (isinstance(options, dict) and "tracer_provider" not in options)):
+            kwargs["telemetry"] = {**defaults, **(options or {})}
         original(self, *args, **kwargs)
 
     return __init__
 
 
-def _wrap_log_exception(original: Any) -> Any:
-    def log_exception(self: Any, exc_info: Any) -> None:
-        # Flask's own "Exception on /path [METHOD]" line would be a second ERROR line.
-        if exc_info and was_logged(exc_info[1]):
-            return
-        original(self, exc_info)
+def _flask_chain(traced: bool) -> Any:
+    """The WSGI chain Flask apps' calls run through, for the current installation.
 
-    return log_exception
+    One per process (apps differ only in the innermost call, passed down per call), so no app
+    object is referenced from here. ``traced=False`` for apps the contrib Flask instrumentation
+    already traces (``FlaskInstrumentor.instrument_app``): no second server span.
+    """
+    cached = _Installed.flask_chains
+    if cached is None or cached[0] != _Installed.generation:
+        cached = _Installed.flask_chains = (_Installed.generation, {})
+    built = cached[1].get(traced)
+    if built is not None:
+        return built
+    settings = _Installed.settings
+    if settings is None:
+        return None
+    from opentelemetry.util.http import parse_excluded_urls
+
+    from otel_logkit.web import flask as flask_support
+    from otel_logkit.web.wsgi import WSGIRequestContextMiddleware
+
+    inner: Any = flask_support.call_current
+    if traced and _Installed.flask_tracer_provider is not None:
+        # Without opentelemetry-instrumentation-wsgi (otel-logkit[flask]) Flask gets no spans.
+        with contextlib.suppress(ImportError):
+            excluded = (
+                parse_excluded_urls(settings.flask_span_excluded_urls) if settings.flask_span_excluded_urls else None
+            )
+            inner = flask_support.FlaskTracing(inner, _Installed.flask_tracer_provider, excluded)
+    chain = WSGIRequestContextMiddleware(inner, settings, _Installed.redactor, route=flask_support.flask_route)
+    cached[1][traced] = chain
+    return chain
 
 
 def _wrap_wsgi_call(original: Any) -> Any:
-    from otel_logkit.web.wsgi import WSGIRequestContextMiddleware, flask_route, install_flask_hooks
+    from otel_logkit.web import flask as flask_support
 
-    def call(self: Any, environ: WSGIEnviron, start_response: StartResponse) -> Any:
-        try:
-            install_flask_hooks(self)
-            middleware = _middleware_for(
-                self,
-                lambda settings, redactor: WSGIRequestContextMiddleware(
-                    functools.partial(original, self), settings, redactor, route=flask_route
-                ),
-            )
-        except Exception as exc:  # noqa: BLE001 - telemetry must not reach the app
-            _failsafe.report("middleware setup", exc)
-            middleware = None
-        if middleware is None:
-            return original(self, environ, start_response)
-        return middleware(environ, start_response)
+    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        chain = None
+        if len(args) == 2 and not kwargs:
+            try:
+                chain = _flask_chain(not getattr(self, "_is_instrumented_by_opentelemetry", False))
+            except Exception as exc:  # noqa: BLE001 - telemetry must not reach the app
+                _failsafe.report("middleware setup", exc)
+        if chain is None:
+            return original(self, *args, **kwargs)
+        environ, start_response = args
+        return flask_support.calling(functools.partial(original, self), chain, environ, start_response)
 
     return call

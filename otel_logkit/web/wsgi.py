@@ -2,8 +2,12 @@
 
 The same behaviour as :mod:`otel_logkit.web.asgi`. The access line is written when the
 response iterable is exhausted or closed, so ``duration_ms`` covers a streamed body. The
-request id is bound around each step the server drives (call, each chunk, close) rather than
-left set on the thread between them, so no id can bleed into another request.
+request's id and structlog fields (whatever the app binds with :func:`otel_logkit.bind`) are
+set around each step the server drives (call, each chunk, close) and the thread's own
+fields are put back after each, so nothing bound in one request reaches the next request the
+thread serves, while a streamed body still sees what its view bound. Only structlog's fields
+are swapped: the app's other context variables (Flask's own contexts among them) behave as
+without otel-logkit.
 """
 
 from __future__ import annotations
@@ -12,24 +16,17 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import structlog
 from opentelemetry import trace
 
-from otel_logkit import _failsafe
+from otel_logkit import _failsafe, context
 from otel_logkit.config import Settings
-from otel_logkit.web._core import (
-    RequestLogging,
-    RequestState,
-    bind_request_id,
-    configured_settings,
-    unbind_request_id,
-)
+from otel_logkit.web._core import RequestLogging, RequestState, configured_settings
 from otel_logkit.web.asgi import STATE_KEY
 from otel_logkit.web.body import BodyCapture, BodySummarizer
 from otel_logkit.web.client_ip import client_ip
 from otel_logkit.web.request_id import new_request_id, sane_request_id
 from otel_logkit.web.types import ExcInfo, StartResponse, WSGIApp, WSGIEnviron
-
-_HOOKS_ATTRIBUTE = "_otel_logkit_hooks"
 
 
 @dataclass
@@ -66,7 +63,8 @@ class WSGIRequestContextMiddleware:
             _failsafe.report("request start", exc)
             return self.app(environ, start_response)
         environ[STATE_KEY] = state
-        bound = bind_request_id(state.request_id)
+        fields = _RequestFields(state.request_id)
+        outer = fields.enter()
         try:
             result = self.app(environ, self._start_response(state, environ, start_response))
         except BaseException as exc:
@@ -75,8 +73,8 @@ class WSGIRequestContextMiddleware:
             self._finish(state, environ, complete=False)
             raise
         finally:
-            unbind_request_id(bound)
-        return _Body(result, self, state, environ)
+            fields.leave(outer)
+        return _Body(result, self, state, environ, fields)
 
     def _start(self, environ: WSGIEnviron) -> RequestState:
         # WSGI joins repeated headers with ", ": a joined value fails the sanity check.
@@ -143,7 +141,7 @@ class WSGIRequestContextMiddleware:
 
 
 class _Body:
-    """The app's response iterable, with the access line written when it ends."""
+    """The app's response iterable, with the request's fields bound and the access line at its end."""
 
     def __init__(
         self,
@@ -151,18 +149,20 @@ class _Body:
         owner: WSGIRequestContextMiddleware,
         state: RequestState,
         environ: WSGIEnviron,
+        fields: _RequestFields,
     ) -> None:
         self._inner = inner
         self._iterator: Iterator[bytes] | None = None
         self._owner = owner
         self._state = state
         self._environ = environ
+        self._fields = fields
 
     def __iter__(self) -> Iterator[bytes]:
         return self
 
     def __next__(self) -> bytes:
-        bound = bind_request_id(self._state.request_id)
+        outer = self._fields.enter()
         try:
             if self._iterator is None:
                 self._iterator = iter(self._inner)
@@ -176,18 +176,61 @@ class _Body:
             self._owner._finish(self._state, self._environ, complete=False)
             raise
         finally:
-            unbind_request_id(bound)
+            self._fields.leave(outer)
 
     def close(self) -> None:
         """Close the app's iterable (WSGI requires it) and write the access line if not yet done."""
-        bound = bind_request_id(self._state.request_id)
+        outer = self._fields.enter()
         try:
             close = getattr(self._inner, "close", None)
             if close is not None:
                 close()
         finally:
             self._owner._finish(self._state, self._environ, complete=False)
-            unbind_request_id(bound)
+            self._fields.leave(outer)
+
+
+_Outer = tuple[dict[str, Any], Any]
+
+
+class _RequestFields:
+    """One request's id and structlog fields, set only while one of its steps runs."""
+
+    __slots__ = ("fields", "request_id")
+
+    def __init__(self, request_id: str) -> None:
+        self.request_id = request_id
+        self.fields: dict[str, Any] = {}  # what the app binds; the id has its own ContextVar
+
+    def enter(self) -> _Outer | None:
+        """Set the request's id and fields; return what :meth:`leave` needs to put the thread's back."""
+        try:
+            outer = structlog.contextvars.get_contextvars()
+            if self.fields:
+                structlog.contextvars.bind_contextvars(**self.fields)
+            return outer, context.request_id.set(self.request_id)
+        except Exception as exc:  # noqa: BLE001 - telemetry must not reach the app
+            _failsafe.report("request fields", exc)
+            return None
+
+    def leave(self, entered: _Outer | None) -> None:
+        """Remember the request's fields (the app may have bound more), put the thread's back."""
+        if entered is None:
+            return
+        outer, token = entered
+        try:
+            current = structlog.contextvars.get_contextvars()
+            self.fields = {key: value for key, value in current.items() if outer.get(key, _MISSING) is not value}
+            structlog.contextvars.unbind_contextvars(*(key for key in current if key not in outer))
+            restore = {key: value for key, value in outer.items() if current.get(key, _MISSING) is not value}
+            if restore:
+                structlog.contextvars.bind_contextvars(**restore)
+            context.request_id.reset(token)
+        except Exception as exc:  # noqa: BLE001 - telemetry must not reach the app
+            _failsafe.report("request fields", exc)
+
+
+_MISSING = object()
 
 
 class _CapturingInput:
@@ -228,76 +271,3 @@ def _text(value: Any) -> str:
     if not isinstance(value, str):
         return ""
     return value.encode("latin-1", errors="replace").decode("utf-8", errors="replace")
-
-
-def flask_route(environ: WSGIEnviron) -> str | None:
-    """The Flask URL rule of a finished request, e.g. ``/orders/<int:order_id>``."""
-    request = environ.get("werkzeug.request")
-    rule = getattr(request, "url_rule", None)
-    template = getattr(rule, "rule", None)
-    return template if isinstance(template, str) else None
-
-
-def install_flask_hooks(app: Any) -> None:
-    """Add the in-span hooks to a Flask app, once, after the OpenTelemetry ones.
-
-    ``before_request`` runs after OpenTelemetry's (which starts the server span), so it can tag
-    the span and put the request id in baggage; ``got_request_exception`` writes the error
-    line while the span is current.
-    """
-    if app.__dict__.get(_HOOKS_ATTRIBUTE):
-        return
-    app.__dict__[_HOOKS_ATTRIBUTE] = True
-    # Appended directly: Flask refuses setup methods after the first request, and these must
-    # run last among before_request functions and first among teardown functions.
-    app.before_request_funcs.setdefault(None, []).append(_flask_before_request)
-    app.teardown_request_funcs.setdefault(None, []).append(_flask_teardown_request)
-    from flask import got_request_exception
-
-    got_request_exception.connect(_flask_exception, app, weak=False)
-
-
-def _flask_state() -> RequestState | None:
-    from flask import request
-
-    state = request.environ.get(STATE_KEY)
-    return state if isinstance(state, RequestState) else None
-
-
-def _flask_before_request() -> None:
-    state = _flask_state()
-    if state is not None and state.inner_token is None:
-        state.inner_token = state.owner.enter_span(state)
-
-
-def _flask_teardown_request(exc: BaseException | None) -> None:
-    state = _flask_state()
-    if state is None:
-        return
-    state.span_context = state.span_context or _valid_span_context()
-    if state.route is None:
-        from flask import request
-
-        state.route = flask_route(request.environ)
-    token, state.inner_token = state.inner_token, None
-    if token is not None:
-        from opentelemetry import context as otel_context
-
-        try:
-            otel_context.detach(token)
-        except Exception as error:  # noqa: BLE001 - telemetry must not reach the app
-            _failsafe.report("context detach", error)
-
-
-def _flask_exception(sender: Any, exception: BaseException, **extra: Any) -> None:
-    from flask import request
-
-    state = _flask_state()
-    if state is not None:
-        state.route = state.route or flask_route(request.environ)
-        state.owner.log_error(state, exception)
-
-
-def _valid_span_context() -> trace.SpanContext | None:
-    span_context = trace.get_current_span().get_span_context()
-    return span_context if span_context.is_valid else None

@@ -193,7 +193,7 @@ def test_install_imports_no_framework() -> None:
 
 
 def test_configure_imports_flask_only_when_the_app_does() -> None:
-    """configure() leaves Flask unimported; the app's import brings the Flask instrumentation (server span)."""
+    """configure() leaves Flask unimported; the app's import brings otel-logkit's Flask server span."""
     code = (
         "import io, sys\n"
         "from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter\n"
@@ -207,7 +207,8 @@ def test_configure_imports_flask_only_when_the_app_does() -> None:
         "assert app.test_client().get('/x/1').status_code == 200\n"
         "[span] = spans.get_finished_spans()\n"
         "assert span.name == 'GET /x/<int:n>', span.name\n"
-        "assert span.instrumentation_scope.name == 'opentelemetry.instrumentation.flask'\n"
+        "assert span.instrumentation_scope.name == 'otel_logkit.web.flask', span.instrumentation_scope\n"
+        "assert 'opentelemetry.instrumentation.flask' not in sys.modules, 'contrib Flask instrumentation applied'\n"
     )
     result = run_fresh(code)
     assert result.returncode == 0, result.stderr
