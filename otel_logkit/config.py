@@ -161,9 +161,7 @@ class Settings:
             shutdown_timeout=_seconds(ev.LOGKIT_SHUTDOWN_TIMEOUT, get(ev.LOGKIT_SHUTDOWN_TIMEOUT), 5.0),
             sql_commenter=_bool(ev.LOGKIT_SQL_COMMENTER, get(ev.LOGKIT_SQL_COMMENTER)),
             request_buffer=_buffer_level(get(ev.LOGKIT_REQUEST_BUFFER)),
-            request_buffer_max=_int(
-                ev.LOGKIT_REQUEST_BUFFER_MAX, get(ev.LOGKIT_REQUEST_BUFFER_MAX), 200, 1, 100_000
-            ),
+            request_buffer_max=_int(ev.LOGKIT_REQUEST_BUFFER_MAX, get(ev.LOGKIT_REQUEST_BUFFER_MAX), 200, 1, 100_000),
             slow_request_ms=_positive(ev.LOGKIT_SLOW_REQUEST_MS, get(ev.LOGKIT_SLOW_REQUEST_MS), 1000.0, 3_600_000),
             dedup_window=(
                 _positive(ev.LOGKIT_DEDUP_WINDOW, get(ev.LOGKIT_DEDUP_WINDOW), 0.0, 86_400)

@@ -38,6 +38,8 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
 
 from otel_logkit import context
+from otel_logkit.logs.buffer import RequestBuffer
+from otel_logkit.logs.buffer import policy as buffer_policy
 
 F = TypeVar("F", bound=Callable[..., Any])
 _logger = structlog.get_logger("otel_logkit.jobs")
@@ -114,6 +116,8 @@ class job:  # noqa: N801 - used like a function: `with job(...)`, `@job(...)`
         self._span_token: Any = None
         self._tokens: Mapping[str, Token[Any]] = {}
         self._current_token: Token[job | None] | None = None
+        self._buffer: RequestBuffer | None = None
+        self._buffer_token: Token[RequestBuffer | None] | None = None
         self._started = 0.0
         self._started_at = 0.0
 
@@ -154,6 +158,9 @@ class job:  # noqa: N801 - used like a function: `with job(...)`, `@job(...)`
         self._span_token.__enter__()
         self._tokens = structlog.contextvars.bind_contextvars(job=self.name, job_id=self.job_id, **self.fields)
         self._current_token = context.current_job.set(self)
+        policy = buffer_policy()
+        self._buffer = policy.new_buffer() if policy is not None else None
+        self._buffer_token = context.log_buffer.set(self._buffer) if self._buffer is not None else None
         self._started_at = time.time()
         self._started = time.perf_counter()
         _logger.info("job started", started_at=iso_timestamp(self._started_at))
@@ -171,6 +178,10 @@ class job:  # noqa: N801 - used like a function: `with job(...)`, `@job(...)`
             duration_ms=duration_ms,
         )
         try:
+            policy = buffer_policy()
+            if self._buffer is not None and policy is not None:
+                # A failed job writes its held trail (LOGKIT_REQUEST_BUFFER) before its last line.
+                policy.decide(self._buffer, failed=exc is not None or bool(fields["failed"]), duration_ms=duration_ms)
             if span is not None:
                 span.set_attributes({"job.processed": fields["processed"], "job.failed": fields["failed"]})
             if exc is not None:
@@ -185,6 +196,8 @@ class job:  # noqa: N801 - used like a function: `with job(...)`, `@job(...)`
             else:
                 _logger.info("job finished", status="ok", **fields)
         finally:
+            if self._buffer_token is not None:
+                context.log_buffer.reset(self._buffer_token)
             if self._current_token is not None:
                 context.current_job.reset(self._current_token)
             structlog.contextvars.reset_contextvars(**self._tokens)

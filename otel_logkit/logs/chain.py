@@ -15,6 +15,7 @@ exported exactly once.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import IO, Any
@@ -24,11 +25,12 @@ import structlog.testing
 from structlog._config import configure as _config_configure
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-from otel_logkit import _failsafe
+from otel_logkit import _failsafe, context
 from otel_logkit._event_keys import NS_KEY, PRIVATE_KEYS
 from otel_logkit.config import Settings
+from otel_logkit.logs import buffer, stdlib
 from otel_logkit.logs import processors as p
-from otel_logkit.logs import stdlib
+from otel_logkit.logs.buffer import BufferPolicy
 from otel_logkit.logs.otlp import LogExportQueue
 from otel_logkit.redact import RedactingProcessor, Redactor
 
@@ -47,26 +49,76 @@ class LogLine:
     """otel-logkit's processors for one line, run contained.
 
     Args:
-        steps: the processors, ending with the renderer.
+        build: the processors that give the line its fields (context, ids, timestamp, ...).
+        finish: the processors that redact, export and render it, ending with the renderer.
         redactor: redacts the fallback line written when a step fails.
+        buffering: the request buffer's policy, when ``LOGKIT_REQUEST_BUFFER`` is on.
     """
 
-    __slots__ = ("_redactor", "_steps")
+    __slots__ = ("_buffering", "_build", "_finish", "_redactor")
 
-    def __init__(self, steps: Sequence[Processor], redactor: Redactor | None) -> None:
-        self._steps = tuple(steps)
+    def __init__(
+        self,
+        build: Sequence[Processor],
+        finish: Sequence[Processor],
+        redactor: Redactor | None,
+        buffering: BufferPolicy | None = None,
+    ) -> None:
+        self._build = tuple(build)
+        self._finish = tuple(finish)
         self._redactor = redactor
+        self._buffering = buffering
 
     def __call__(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> Any:
-        """Run every step; on an internal error, return the fallback line instead of raising."""
+        """Run every step; on an internal error, return the fallback line instead of raising.
+
+        A line below the log level (request buffer on) is held by the request's buffer and
+        yields ``""``: nothing to write now.
+        """
         value: Any = event_dict
         try:
-            for step in self._steps:
+            buffering = self._buffering
+            held = None
+            if buffering is not None and _LEVEL_NUMBERS.get(method_name, logging.INFO) < buffering.below:
+                held = context.log_buffer.get()
+                if held is None:
+                    return ""  # outside a request or job: filtered, as without the buffer
+            for step in self._build:
+                value = step(logger, method_name, value)
+            if held is not None and held.hold(logger, method_name, value):
+                return ""
+            for step in self._finish:
                 value = step(logger, method_name, value)
         except Exception as exc:  # noqa: BLE001 - telemetry must not reach the app
             _failsafe.report("log line", exc)
             return json.dumps(fallback_event(value, method_name, exc, self._redactor), ensure_ascii=True)
         return value
+
+    def finish_held(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> Any:
+        """Redact, export and render a line the request buffer held (contained, like a new line)."""
+        value: Any = event_dict
+        try:
+            for step in self._finish:
+                value = step(logger, method_name, value)
+        except Exception as exc:  # noqa: BLE001 - telemetry must not reach the app
+            _failsafe.report("log line", exc)
+            return json.dumps(fallback_event(value, method_name, exc, self._redactor), ensure_ascii=True)
+        return value
+
+
+_LEVEL_NUMBERS = {
+    **logging.getLevelNamesMapping(),
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "msg": logging.INFO,
+    "warning": logging.WARNING,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+    "exception": logging.ERROR,
+    "critical": logging.CRITICAL,
+    "fatal": logging.CRITICAL,
+}
+"""structlog method names and stdlib level names -> level numbers (what the buffer compares)."""
 
 
 class AppChainStage:
@@ -206,10 +258,20 @@ def configure_logging(
         )
     else:
         finish.append(p.render_json)
-    line = LogLine([*build, *finish], redactor)
+    buffering = None
+    level = settings.log_level
+    if settings.request_buffer is not None and settings.request_buffer < settings.log_level:
+        level = settings.request_buffer
+        buffering = BufferPolicy(
+            settings.log_level, settings.request_buffer, settings.request_buffer_max, settings.slow_request_ms
+        )
+    line = LogLine(build, finish, redactor, buffering)
+    if buffering is not None:
+        buffering.finish, buffering.write = line.finish_held, writer.write
+    buffer.set_policy(buffering)
     _ORIGINAL_STRUCTLOG_CONFIGURE(
         processors=[structlog.contextvars.merge_contextvars, line],
-        wrapper_class=structlog.make_filtering_bound_logger(settings.log_level),
+        wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=stdlib.LineLoggerFactory(writer),
         cache_logger_on_first_use=cache_loggers,
     )
@@ -219,8 +281,8 @@ def configure_logging(
         structlog.stdlib.ExtraAdder(),
         structlog.contextvars.merge_contextvars,
     ]
-    handler = stdlib.LogkitHandler(writer, pre_chain, [line], settings.log_level, redactor)
-    stdlib.install(handler, settings.log_level)
+    handler = stdlib.LogkitHandler(writer, pre_chain, [line], level, redactor)
+    stdlib.install(handler, level)
     _guard_app_configuration(settings, redactor, log_queue)
 
 
@@ -292,6 +354,7 @@ def _with_stage(
 
 def restore_structlog_configure() -> None:
     """Put the original ``structlog.configure`` and ``ProcessorFormatter`` back (tests)."""
+    buffer.set_policy(None)
     structlog.configure = _ORIGINAL_STRUCTLOG_CONFIGURE
     structlog._config.configure = _config_configure
     structlog.testing.configure = _config_configure  # type: ignore[attr-defined]

@@ -60,8 +60,9 @@ class LineLogger:
         self.name = name
 
     def msg(self, message: str) -> None:
-        """Write one rendered line."""
-        self._writer.write(message)
+        """Write one rendered line (``""``: a line the request buffer holds, nothing to write)."""
+        if message:
+            self._writer.write(message)
 
     log = debug = info = warn = warning = error = exception = critical = fatal = msg
 
@@ -165,7 +166,8 @@ class LogkitHandler(logging.Handler):
             raise
         except Exception as exc:  # noqa: BLE001 - logging must never break the caller
             line = self._fallback(record, exc)
-        self.writer.write(line)
+        if line:  # "": held by the request buffer
+            self.writer.write(line)
 
     def _fallback(self, record: logging.LogRecord, error: Exception) -> str:
         """The line for a record that could not be formatted (bad %-args, a raising ``__str__``)."""

@@ -15,6 +15,8 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext
 
 from otel_logkit import _failsafe, attributes, context
 from otel_logkit.config import Settings
+from otel_logkit.logs.buffer import RequestBuffer
+from otel_logkit.logs.buffer import policy as buffer_policy
 from otel_logkit.web.body import BodyCapture, BodySummarizer
 
 ACCESS_LOGGER = "otel_logkit.access"
@@ -35,6 +37,7 @@ class RequestState:
 
     __slots__ = (
         "body",
+        "buffer",
         "client_gone",
         "client_ip",
         "excluded",
@@ -79,6 +82,7 @@ class RequestState:
         self.logged_exc: BaseException | None = None
         self.finished = False
         self.client_gone = False
+        self.buffer: RequestBuffer | None = None
         self.inner_token: Token[otel_context.Context] | None = None
 
 
@@ -131,6 +135,8 @@ class RequestLogging:
         state.logged_exc = exc
         mark_logged(exc)
         try:
+            if state.buffer is not None:
+                state.buffer.flush()  # the request failed: its trail goes before its error line
             with _SpanScope(state):
                 self._error.error(
                     "unhandled exception",
@@ -150,20 +156,25 @@ class RequestLogging:
         if state.finished:
             return
         state.finished = True
-        if state.excluded:
-            return
         try:
             status = state.status_code
             if status is None:
                 # No response started: the client left (cancelled, disconnected) - nginx's 499,
                 # normal traffic - or the app returned none and the server answers 500 itself.
                 status = CLIENT_CLOSED_REQUEST if state.client_gone and state.logged_exc is None else 500
+            duration_ms = round((time.perf_counter_ns() - state.start_ns) / 1e6, 3)
+            policy = buffer_policy()
+            if state.buffer is not None and policy is not None:
+                failed = status >= 500 or state.logged_exc is not None
+                policy.decide(state.buffer, failed=failed, duration_ms=duration_ms)
+            if state.excluded:
+                return
             fields: dict[str, Any] = {
                 "method": state.method,
                 "route": state.route,
                 "path": state.path,
                 "status_code": status,
-                "duration_ms": round((time.perf_counter_ns() - state.start_ns) / 1e6, 3),
+                "duration_ms": duration_ms,
                 "client_ip": state.client_ip,
                 "user_agent": state.user_agent,
                 "request_id": state.request_id,
@@ -195,6 +206,12 @@ def configured_redactor(settings: Settings) -> BodySummarizer:
     from otel_logkit.redact import Redactor
 
     return setup.current_redactor() or Redactor.from_settings(settings)
+
+
+def new_request_buffer() -> RequestBuffer | None:
+    """A request buffer for a request starting now, when ``LOGKIT_REQUEST_BUFFER`` is on."""
+    policy = buffer_policy()
+    return policy.new_buffer() if policy is not None else None
 
 
 CLIENT_CLOSED_REQUEST = 499

@@ -11,13 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from otel_logkit import _failsafe
+from otel_logkit import _failsafe, context
 from otel_logkit.config import Settings
 from otel_logkit.web._core import (
     RequestLogging,
     RequestState,
     bind_request_id,
     configured_settings,
+    new_request_buffer,
     unbind_request_id,
 )
 from otel_logkit.web.body import BodyCapture, BodySummarizer
@@ -71,6 +72,8 @@ class RequestContextMiddleware:
             return
         scope[STATE_KEY] = state
         bound = bind_request_id(state.request_id)
+        state.buffer = new_request_buffer()
+        buffer_token = context.log_buffer.set(state.buffer) if state.buffer is not None else None
         # With a SpanProbe inside (auto-install), the probe does the span work, in the span.
         token = None if self.span_probe else self._logging.enter_span(state)
         try:
@@ -87,6 +90,8 @@ class RequestContextMiddleware:
         finally:
             if token is not None:
                 _detach(token)
+            if buffer_token is not None:
+                context.log_buffer.reset(buffer_token)
             unbind_request_id(bound)
 
     def _start(self, scope: Scope) -> RequestState:

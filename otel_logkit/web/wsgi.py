@@ -14,19 +14,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from opentelemetry import trace
 
 from otel_logkit import _failsafe, context
 from otel_logkit.config import Settings
-from otel_logkit.web._core import RequestLogging, RequestState, configured_settings
+from otel_logkit.web._core import RequestLogging, RequestState, configured_settings, new_request_buffer
 from otel_logkit.web.asgi import STATE_KEY
 from otel_logkit.web.body import BodyCapture, BodySummarizer
 from otel_logkit.web.client_ip import client_ip
 from otel_logkit.web.request_id import new_request_id, sane_request_id
 from otel_logkit.web.types import ExcInfo, StartResponse, WSGIApp, WSGIEnviron
+
+if TYPE_CHECKING:
+    from otel_logkit.logs.buffer import RequestBuffer
 
 
 @dataclass
@@ -63,7 +66,8 @@ class WSGIRequestContextMiddleware:
             _failsafe.report("request start", exc)
             return self.app(environ, start_response)
         environ[STATE_KEY] = state
-        fields = _RequestFields(state.request_id)
+        state.buffer = new_request_buffer()
+        fields = _RequestFields(state.request_id, state.buffer)
         outer = fields.enter()
         try:
             result = self.app(environ, self._start_response(state, environ, start_response))
@@ -190,16 +194,17 @@ class _Body:
             self._fields.leave(outer)
 
 
-_Outer = tuple[dict[str, Any], Any]
+_Outer = tuple[dict[str, Any], Any, Any]
 
 
 class _RequestFields:
     """One request's id and structlog fields, set only while one of its steps runs."""
 
-    __slots__ = ("fields", "request_id")
+    __slots__ = ("buffer", "fields", "request_id")
 
-    def __init__(self, request_id: str) -> None:
+    def __init__(self, request_id: str, buffer: RequestBuffer | None = None) -> None:
         self.request_id = request_id
+        self.buffer = buffer  # the request buffer (LOGKIT_REQUEST_BUFFER), set with the id
         self.fields: dict[str, Any] = {}  # what the app binds; the id has its own ContextVar
 
     def enter(self) -> _Outer | None:
@@ -208,7 +213,7 @@ class _RequestFields:
             outer = structlog.contextvars.get_contextvars()
             if self.fields:
                 structlog.contextvars.bind_contextvars(**self.fields)
-            return outer, context.request_id.set(self.request_id)
+            return outer, context.request_id.set(self.request_id), context.log_buffer.set(self.buffer)
         except Exception as exc:  # noqa: BLE001 - telemetry must not reach the app
             _failsafe.report("request fields", exc)
             return None
@@ -217,7 +222,7 @@ class _RequestFields:
         """Remember the request's fields (the app may have bound more), put the thread's back."""
         if entered is None:
             return
-        outer, token = entered
+        outer, token, buffer_token = entered
         try:
             current = structlog.contextvars.get_contextvars()
             self.fields = {key: value for key, value in current.items() if outer.get(key, _MISSING) is not value}
@@ -225,6 +230,7 @@ class _RequestFields:
             restore = {key: value for key, value in outer.items() if current.get(key, _MISSING) is not value}
             if restore:
                 structlog.contextvars.bind_contextvars(**restore)
+            context.log_buffer.reset(buffer_token)
             context.request_id.reset(token)
         except Exception as exc:  # noqa: BLE001 - telemetry must not reach the app
             _failsafe.report("request fields", exc)
