@@ -11,5 +11,8 @@ NO_EXPORT_KEY = "_logkit_no_export"
 SET_ASIDE_KEY = "_logkit_user"
 """User values of contract fields, set aside while otel-logkit sets its own."""
 
-PRIVATE_KEYS = frozenset({NS_KEY, SAMPLED_KEY, NO_EXPORT_KEY, SET_ASIDE_KEY})
+EXC_KEY = "_logkit_exc"
+"""The exception of an error line, for its fingerprint (its traceback's application frame)."""
+
+PRIVATE_KEYS = frozenset({NS_KEY, SAMPLED_KEY, NO_EXPORT_KEY, SET_ASIDE_KEY, EXC_KEY})
 """otel-logkit's own event-dict keys: bookkeeping between processors, never rendered."""

@@ -302,6 +302,7 @@ def shutdown(timeout: float | None = None) -> None:
     deadline = time.monotonic() + timeout
 
     def work() -> None:
+        chain.flush_repeated_errors()
         spans_failing = runtime.span_exporter is not None and runtime.span_exporter.failing
         if runtime.tracer_provider is not None and not spans_failing:
             runtime.tracer_provider.force_flush(int(max(0.0, deadline - time.monotonic()) * 1000))

@@ -31,6 +31,7 @@ from otel_logkit.config import Settings
 from otel_logkit.logs import buffer, stdlib
 from otel_logkit.logs import processors as p
 from otel_logkit.logs.buffer import BufferPolicy
+from otel_logkit.logs.errors import ErrorDeduplicator, Suppressed, add_error_fingerprint
 from otel_logkit.logs.otlp import LogExportQueue
 from otel_logkit.redact import RedactingProcessor, Redactor
 
@@ -89,6 +90,8 @@ class LogLine:
                 return ""
             for step in self._finish:
                 value = step(logger, method_name, value)
+        except Suppressed:
+            return ""  # a repeated error over its burst: counted, summarized at the window's end
         except Exception as exc:  # noqa: BLE001 - telemetry must not reach the app
             _failsafe.report("log line", exc)
             return json.dumps(fallback_event(value, method_name, exc, self._redactor), ensure_ascii=True)
@@ -100,6 +103,8 @@ class LogLine:
         try:
             for step in self._finish:
                 value = step(logger, method_name, value)
+        except Suppressed:
+            return ""
         except Exception as exc:  # noqa: BLE001 - telemetry must not reach the app
             _failsafe.report("log line", exc)
             return json.dumps(fallback_event(value, method_name, exc, self._redactor), ensure_ascii=True)
@@ -243,8 +248,14 @@ def configure_logging(
         p.add_exception_fields,
         p.rename_event_to_message,
         p.restore_user_fields,
+        add_error_fingerprint,
     ]
     finish: list[Processor] = []
+    global _deduplicator  # noqa: PLW0603 - one per configuration, flushed at shutdown
+    _deduplicator = None
+    if settings.dedup_window is not None:
+        _deduplicator = ErrorDeduplicator(settings.dedup_window, settings.dedup_burst, _report_suppressed)
+        finish.append(_deduplicator)
     if redactor is not None:
         # The fields otel-logkit sets itself (user values under these names were set aside as
         # app_<field>): nothing of the app's in them, nothing to scan on every line.
@@ -350,6 +361,19 @@ def _with_stage(
         processors[:] = chain
         return processors
     return chain
+
+
+_deduplicator: ErrorDeduplicator | None = None
+
+
+def _report_suppressed(fields: dict[str, Any]) -> None:
+    structlog.get_logger("otel_logkit.errors").warning("repeated error suppressed", **fields)
+
+
+def flush_repeated_errors() -> None:
+    """Write the pending ``repeated error suppressed`` lines now (at shutdown)."""
+    if _deduplicator is not None:
+        _deduplicator.flush()
 
 
 def restore_structlog_configure() -> None:

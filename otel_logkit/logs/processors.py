@@ -17,7 +17,7 @@ from opentelemetry import trace
 from structlog.typing import EventDict, WrappedLogger
 
 from otel_logkit import context
-from otel_logkit._event_keys import NS_KEY, PRIVATE_KEYS, SET_ASIDE_KEY
+from otel_logkit._event_keys import EXC_KEY, NS_KEY, PRIVATE_KEYS, SET_ASIDE_KEY
 
 # structlog method names (and stdlib level names, lower-cased) -> the contract's upper-case level.
 _LEVELS: dict[str, str] = {
@@ -131,6 +131,7 @@ def add_exception_fields(logger: WrappedLogger, method_name: str, event_dict: Ev
     if exc_info is None:
         return event_dict
     event_dict.setdefault("error_type", exc_info[0].__name__)
+    event_dict[EXC_KEY] = exc_info[1]
     try:
         text = "".join(traceback.format_exception(*exc_info)).rstrip("\n")
     except Exception as exc:  # noqa: BLE001 - a broken exception (raising __str__) is still logged

@@ -199,3 +199,86 @@ def test_memory_stays_bounded_with_thousands_of_slow_requests(monkeypatch: pytes
     for held in buffers:
         held.discard()
     assert 0 == buffer_module._budget.held
+
+
+def _fingerprints_in_fresh_processes() -> list[str]:
+    import json
+    import subprocess
+
+    from tests.support.processes import BIN, ROOT, base_env
+
+    script = """
+import structlog, otel_logkit
+otel_logkit.configure()
+def charge(order_id):
+    try:
+        raise ConnectionError(f"payment gateway down for order {order_id}")
+    except ConnectionError:
+        structlog.get_logger("shop.payments").exception("charge failed", order_id=order_id)
+def refund():
+    structlog.get_logger("shop.payments").error("refund failed")
+charge(1)
+charge(2)
+refund()
+"""
+    env = base_env(OTEL_TRACES_EXPORTER="none", OTEL_LOGS_EXPORTER="none")
+    found = []
+    for _ in range(2):
+        result = subprocess.run(
+            [str(BIN / "python"), "-c", script],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        found.append([json.loads(line)["error_fingerprint"] for line in result.stdout.splitlines()])
+    return [fingerprint for run in found for fingerprint in run]
+
+
+def test_error_fingerprints_are_stable_across_processes_and_tell_call_sites_apart() -> None:
+    """The same error in two processes (different ids) has one fingerprint; another call site another."""
+    a1, a2, b, a1_again, a2_again, b_again = _fingerprints_in_fresh_processes()
+    assert a1 == a2 == a1_again == a2_again
+    assert b == b_again
+    assert a1 != b
+
+
+def test_a_storm_of_one_error_writes_the_burst_and_one_summary() -> None:
+    """10,000 identical errors in a window: LOGKIT_DEDUP_BURST lines, then one summary with the count."""
+    with capture(env="prod", dedup_window=3600.0, dedup_burst=5) as captured:
+        log = structlog.get_logger("shop.db")
+        for attempt in range(10_000):
+            log.error("database unavailable", attempt=attempt)
+        log.error("another error")
+        from otel_logkit.logs import chain
+
+        chain.flush_repeated_errors()
+        lines = captured.lines()
+        records = captured.log_records()
+    storm = [line for line in lines if line["message"] == "database unavailable"]
+    assert [0, 1, 2, 3, 4] == [line["attempt"] for line in storm]
+    (summary,) = [line for line in lines if line["message"] == "repeated error suppressed"]
+    assert (9_995, storm[0]["error_fingerprint"], 3600.0) == (
+        summary["suppressed"],
+        summary["error_fingerprint"],
+        summary["window_s"],
+    )
+    assert summary["first_timestamp"] <= summary["last_timestamp"]
+    assert 1 == len([line for line in lines if line["message"] == "another error"])
+    assert 5 == len([r for r in records if r.log_record.body == "database unavailable"])
+
+
+def test_the_summary_comes_at_the_end_of_the_window_by_itself() -> None:
+    """No further line needed: the window's end writes the summary (bounded wait)."""
+    with capture(env="prod", dedup_window=0.3, dedup_burst=1) as captured:
+        for _ in range(3):
+            structlog.get_logger("shop").error("flaky")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not any(
+            line["message"] == "repeated error suppressed" for line in captured.lines()
+        ):
+            time.sleep(0.05)
+        (summary,) = [line for line in captured.lines() if line["message"] == "repeated error suppressed"]
+    assert 2 == summary["suppressed"]

@@ -56,6 +56,14 @@ GOOD: list[tuple[dict[str, str], str, Any]] = [
     ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318/"}, "otlp_traces_endpoint", "http://c:4318/v1/traces"),
     ({"OTEL_EXPORTER_OTLP_LOGS_ENDPOINT": "http://l:9/x"}, "otlp_logs_endpoint", "http://l:9/x"),
     ({"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, "otlp_logs_endpoint", "http://localhost:4317"),
+    ({"LOGKIT_REQUEST_BUFFER": "debug"}, "request_buffer", logging.DEBUG),
+    ({"LOGKIT_REQUEST_BUFFER": "off"}, "request_buffer", None),
+    ({}, "request_buffer", None),
+    ({"LOGKIT_REQUEST_BUFFER_MAX": "50"}, "request_buffer_max", 50),
+    ({"LOGKIT_SLOW_REQUEST_MS": "250"}, "slow_request_ms", 250.0),
+    ({"LOGKIT_DEDUP_WINDOW": "60"}, "dedup_window", 60.0),
+    ({}, "dedup_window", None),
+    ({"LOGKIT_DEDUP_BURST": "3"}, "dedup_burst", 3),
 ]
 
 
@@ -92,6 +100,13 @@ BAD: list[tuple[str, str]] = [
     ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318"),
     ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "ftp://collector"),
     ("OTEL_TRACES_SAMPLER", "sometimes"),
+    (ev.LOGKIT_REQUEST_BUFFER, "loud"),
+    (ev.LOGKIT_REQUEST_BUFFER_MAX, "0"),
+    (ev.LOGKIT_REQUEST_BUFFER_MAX, "many"),
+    (ev.LOGKIT_SLOW_REQUEST_MS, "-5"),
+    (ev.LOGKIT_DEDUP_WINDOW, "0"),
+    (ev.LOGKIT_DEDUP_WINDOW, "soon"),
+    (ev.LOGKIT_DEDUP_BURST, "0"),
 ]
 
 
