@@ -14,8 +14,10 @@ exported exactly once.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
+import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import IO, Any
@@ -79,15 +81,21 @@ class LogLine:
         value: Any = event_dict
         try:
             buffering = self._buffering
-            held = None
             if buffering is not None and _LEVEL_NUMBERS.get(method_name, logging.INFO) < buffering.below:
                 held = context.log_buffer.get()
                 if held is None:
                     return ""  # outside a request or job: filtered, as without the buffer
+                # Held as it is, with what only this moment knows (time, span, the exception
+                # being handled); the line is built only if the request fails.
+                value[NS_KEY] = time.time_ns()
+                value[_CONTEXT_KEY] = contextvars.copy_context()  # bound fields, span, request id
+                if value.get("exc_info") is True:
+                    value["exc_info"] = sys.exc_info()
+                if held.hold(logger, method_name, value):
+                    return ""
+                value.pop(_CONTEXT_KEY, None)  # decided as failed already: written now
             for step in self._build:
                 value = step(logger, method_name, value)
-            if held is not None and held.hold(logger, method_name, value):
-                return ""
             for step in self._finish:
                 value = step(logger, method_name, value)
         except Suppressed:
@@ -97,10 +105,21 @@ class LogLine:
             return json.dumps(fallback_event(value, method_name, exc, self._redactor), ensure_ascii=True)
         return value
 
-    def finish_held(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> Any:
-        """Redact, export and render a line the request buffer held (contained, like a new line)."""
+    def _built(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> Any:
         value: Any = event_dict
+        for step in self._build:
+            value = step(logger, method_name, value)
+        return value
+
+    def finish_held(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> Any:
+        """Build, redact, export and render a line the request buffer held, in the span it was logged in."""
+        value: Any = event_dict
+        logged_in = event_dict.pop(_CONTEXT_KEY, None)
         try:
+            if isinstance(logged_in, contextvars.Context):
+                value = logged_in.run(self._built, logger, method_name, value)
+            else:
+                value = self._built(logger, method_name, value)
             for step in self._finish:
                 value = step(logger, method_name, value)
         except Suppressed:
@@ -110,6 +129,8 @@ class LogLine:
             return json.dumps(fallback_event(value, method_name, exc, self._redactor), ensure_ascii=True)
         return value
 
+
+_CONTEXT_KEY = "_logkit_context"  # the contextvars of a held line (fields, span), until it is built
 
 _LEVEL_NUMBERS = {
     **logging.getLevelNamesMapping(),
@@ -238,6 +259,7 @@ def configure_logging(
         cache_loggers: let structlog loggers resolve their configuration once.
     """
     build: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
         p.set_aside_contract_fields,
         p.add_logger_name,
         p.add_log_level,
@@ -281,17 +303,13 @@ def configure_logging(
         buffering.finish, buffering.write = line.finish_held, writer.write
     buffer.set_policy(buffering)
     _ORIGINAL_STRUCTLOG_CONFIGURE(
-        processors=[structlog.contextvars.merge_contextvars, line],
+        processors=[line],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=stdlib.LineLoggerFactory(writer),
         cache_logger_on_first_use=cache_loggers,
     )
     # ExtraAdder keeps `logger.info(..., extra={...})` fields (and LoggerAdapter ones) as fields.
-    pre_chain: list[Processor] = [
-        stdlib.mark_internal,
-        structlog.stdlib.ExtraAdder(),
-        structlog.contextvars.merge_contextvars,
-    ]
+    pre_chain: list[Processor] = [stdlib.mark_internal, structlog.stdlib.ExtraAdder()]
     handler = stdlib.LogkitHandler(writer, pre_chain, [line], level, redactor)
     stdlib.install(handler, level)
     _guard_app_configuration(settings, redactor, log_queue)

@@ -210,7 +210,7 @@ class TimeStamper:
 
     def __call__(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
         """Stamp the event with the current time."""
-        ns = time.time_ns()
+        ns = event_dict.get(NS_KEY) or time.time_ns()  # a held line keeps the moment it was logged
         second, rest = divmod(ns, 1_000_000_000)
         cached = self._cached
         if cached[0] != second:

@@ -40,10 +40,14 @@ def _luhn_complete(partial: str) -> str:
 
 @st.composite
 def card_numbers(draw: st.DrawFn) -> tuple[str, str]:
-    """A Luhn-valid card number as (formatted, digits): plain, spaced, dashed or Amex layout."""
-    length = draw(st.sampled_from([13, 15, 16, 16, 16, 19]))
-    first = draw(st.sampled_from("23456"))
-    body = draw(st.text(DIGITS, min_size=length - 2, max_size=length - 2))
+    """A Luhn-valid card number of a real network's range, as (formatted, digits), in one of four layouts."""
+    first, length = draw(
+        st.sampled_from(
+            [("4", 13), ("4", 16), ("4", 19), ("51", 16), ("55", 16), ("2221", 16), ("2720", 16), ("34", 15),
+             ("37", 15), ("6011", 16), ("65", 16), ("36", 14), ("3528", 16), ("3589", 19), ("62", 16), ("62", 19)]
+        )
+    )  # fmt: skip
+    body = draw(st.text(DIGITS, min_size=length - len(first) - 1, max_size=length - len(first) - 1))
     digits = _luhn_complete(first + body)
     layout = draw(st.sampled_from(["plain", "space", "dash", "amex"]))
     if layout == "amex" and length == 15:
