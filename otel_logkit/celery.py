@@ -29,6 +29,8 @@ import structlog
 import wrapt
 
 from otel_logkit import _failsafe, context
+from otel_logkit.logs.buffer import RequestBuffer
+from otel_logkit.logs.buffer import policy as buffer_policy
 from otel_logkit.web.request_id import sane_request_id
 
 REQUEST_ID_HEADER = "otel_logkit_request_id"
@@ -52,7 +54,7 @@ class TaskRun:
     has one place, from ``task_prerun`` to ``task_postrun``.
     """
 
-    __slots__ = ("fields", "outcome_logged", "request_token", "started", "tokens")
+    __slots__ = ("buffer", "buffer_token", "fields", "outcome_logged", "request_token", "started", "tokens")
 
     def __init__(self, fields: dict[str, Any], request_id: str | None) -> None:
         self.fields = fields
@@ -60,6 +62,16 @@ class TaskRun:
         self.outcome_logged = False
         self.tokens: Mapping[str, Token[Any]] = structlog.contextvars.bind_contextvars(**fields)
         self.request_token: Token[str | None] | None = context.request_id.set(request_id) if request_id else None
+        # The request buffer (LOGKIT_REQUEST_BUFFER): a failed or slow task writes its held trail.
+        policy = buffer_policy()
+        self.buffer: RequestBuffer | None = policy.new_buffer() if policy is not None else None
+        self.buffer_token = context.log_buffer.set(self.buffer) if self.buffer is not None else None
+
+    def decide(self, *, failed: bool) -> None:
+        """Write the held trail of a failed or slow run, drop it otherwise."""
+        policy = buffer_policy()
+        if policy is not None:
+            policy.decide(self.buffer, failed=failed, duration_ms=self.duration_ms())
 
     def duration_ms(self) -> float:
         """Milliseconds since the run started."""
@@ -67,6 +79,8 @@ class TaskRun:
 
     def close(self) -> None:
         """Unbind the run's fields."""
+        if self.buffer_token is not None:
+            context.log_buffer.reset(self.buffer_token)
         structlog.contextvars.reset_contextvars(**self.tokens)
         if self.request_token is not None:
             context.request_id.reset(self.request_token)
@@ -214,6 +228,7 @@ class CeleryInstrumentor:
             if run is not None:
                 run.outcome_logged = True
                 fields["duration_ms"] = run.duration_ms()
+                run.decide(failed=True)
             throws = tuple(getattr(sender, "throws", ()) or ())
             if throws and isinstance(exception, throws):
                 # Declared in `Task.throws`: an expected outcome, as Celery itself treats it.
@@ -236,6 +251,7 @@ class CeleryInstrumentor:
             if run is not None:
                 run.outcome_logged = True
                 fields["duration_ms"] = run.duration_ms()
+                run.decide(failed=True)
             _logger.warning("task retry", **fields)
         except Exception as exc:  # noqa: BLE001 - telemetry must not reach the task
             _failsafe.report("celery task retry", exc)
@@ -246,6 +262,7 @@ class CeleryInstrumentor:
         if run is None:
             return
         try:
+            run.decide(failed=state not in (_SUCCESS, None))
             if not run.outcome_logged:
                 level = "info" if state in (_SUCCESS, None) else "warning"
                 getattr(_logger, level)("task finished", state=state or _SUCCESS, duration_ms=run.duration_ms())

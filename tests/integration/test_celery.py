@@ -169,3 +169,27 @@ def test_request_id_header_is_bound_in_the_task(app: Celery, logkit: Captured) -
     """The request id sent in the message header is bound to every line of the task."""
     app.tasks["t.work"].apply(args=(1,), headers={REQUEST_ID_HEADER: "req-header-1"})
     assert {"req-header-1"} == {x.get("request_id") for x in task_lines(logkit, "t.work")}
+
+
+def test_a_failed_task_writes_its_held_trail_and_a_successful_one_none() -> None:
+    """With the request buffer in prod, a failed task writes its INFO/DEBUG trail, a successful one nothing."""
+    with capture(env="prod", service="worker", instrument=True, request_buffer=logging.DEBUG) as captured:
+        app = Celery("logkit_buffer", broker="memory://", set_as_current=False)
+        app.conf.update(task_ignore_result=True, task_store_eager_result=False)
+
+        @app.task(name="b.ok", shared=False)
+        def ok() -> None:
+            structlog.get_logger("tasks").debug("quiet detail")
+
+        @app.task(name="b.fail", shared=False)
+        def fail() -> None:
+            structlog.get_logger("tasks").debug("loud detail")
+            raise RuntimeError("declined")
+
+        app.tasks["b.ok"].apply()
+        app.tasks["b.fail"].apply()
+        lines = captured.lines()
+    held = [(line["message"], line["task_name"]) for line in lines if line.get("buffered")]
+    assert ("loud detail", "b.fail") in held
+    assert [] == [line for line in lines if line.get("task_name") == "b.ok"]
+    assert [] == [line for line in lines if line["message"] == "quiet detail"]
