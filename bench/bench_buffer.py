@@ -14,7 +14,6 @@ Run: ``.venv/bin/python bench/bench_buffer.py [requests] [rounds]``.
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 import statistics
 import sys
@@ -27,20 +26,10 @@ sys.path.insert(0, str(ROOT))
 
 import structlog  # noqa: E402
 
+from bench.bench_logging import NullStream  # noqa: E402
 from otel_logkit import setup  # noqa: E402
 from otel_logkit.config import Settings  # noqa: E402
 from otel_logkit.web import RequestContextMiddleware  # noqa: E402
-
-
-class NullStream(io.TextIOBase):
-    """Discards writes."""
-
-    def write(self, text: str) -> int:
-        return len(text)
-
-    def flush(self) -> None:
-        pass
-
 
 log = structlog.get_logger("bench.buffer")
 

@@ -218,7 +218,7 @@ def _buffer_level(value: str | None) -> int | None:
     return LEVELS[_choice(ev.LOGKIT_REQUEST_BUFFER, value, (*LEVELS, "OFF"), upper=True)]
 
 
-def _positive(variable: str, value: str | None, default: float, high: float) -> float:
+def _positive(variable: str, value: str | None, default: float, high: float, unit: str = "a number") -> float:
     if value is None:
         return default
     try:
@@ -226,20 +226,12 @@ def _positive(variable: str, value: str | None, default: float, high: float) -> 
     except ValueError:
         number = -1.0
     if not 0 < number <= high:
-        raise ConfigError(variable, value, f"a number greater than 0 and at most {high:.0f}")
+        raise ConfigError(variable, value, f"{unit} greater than 0 and at most {high:.0f}")
     return number
 
 
 def _seconds(variable: str, value: str | None, default: float) -> float:
-    if value is None:
-        return default
-    try:
-        number = float(value)
-    except ValueError:
-        number = -1.0
-    if not 0 < number <= 300:
-        raise ConfigError(variable, value, "a number of seconds greater than 0 and at most 300")
-    return number
+    return _positive(variable, value, default, 300, "a number of seconds")
 
 
 def _registered_samplers() -> tuple[str, ...]:
