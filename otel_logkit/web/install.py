@@ -27,6 +27,7 @@ import functools
 import logging
 import sys
 import threading
+import weakref
 from types import ModuleType
 from typing import Any
 
@@ -213,6 +214,23 @@ def _middleware_for(app: Any, make: Any) -> Any:
     return middleware
 
 
+class _WeakAppCall:
+    """The app's own ``__call__`` for the middleware cached on the app: holds the app weakly, so
+    the cache (app -> middleware -> this) is no reference cycle and an app is freed at once."""
+
+    __slots__ = ("_app", "_original")
+
+    def __init__(self, original: Any, app: Any) -> None:
+        self._original = original
+        self._app = weakref.ref(app)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        app = self._app()
+        if app is None:  # pragma: no cover - a request keeps its app alive while it runs
+            return
+        await self._original(app, scope, receive, send)
+
+
 def _wrap_asgi_call(original: Any) -> Any:
     async def call(self: Any, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -222,7 +240,7 @@ def _wrap_asgi_call(original: Any) -> Any:
             middleware = _middleware_for(
                 self,
                 lambda settings, redactor: RequestContextMiddleware(
-                    functools.partial(original, self), settings, redactor, span_probe=True
+                    _WeakAppCall(original, self), settings, redactor, span_probe=True
                 ),
             )
         except Exception as exc:  # noqa: BLE001 - telemetry must not reach the app

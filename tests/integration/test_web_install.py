@@ -212,3 +212,42 @@ def test_configure_imports_flask_only_when_the_app_does() -> None:
     )
     result = run_fresh(code)
     assert result.returncode == 0, result.stderr
+
+
+async def _pong(request: Any) -> Any:
+    from starlette.responses import PlainTextResponse
+
+    return PlainTextResponse("pong")
+
+
+def _freed_after_a_request() -> bool:
+    import gc
+    import weakref
+
+    from starlette.applications import Starlette
+    from starlette.routing import Route
+
+    app = Starlette(routes=[Route("/ping", _pong)])
+
+    async def get() -> int:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+            return (await client.get("/ping")).status_code
+
+    assert 200 == asyncio.run(get())
+    ref = weakref.ref(app)
+    gc.collect()
+    gc.disable()
+    try:
+        del app
+        return ref() is None
+    finally:
+        gc.enable()
+
+
+def test_a_starlette_app_is_freed_on_zero_refcount_as_without_otel_logkit() -> None:
+    """The middleware otel-logkit caches on an app holds it weakly: freed at once, as a bare app is."""
+    from tests.integration.apps.capture import configured
+
+    assert _freed_after_a_request()  # bare
+    for _ in configured():
+        assert _freed_after_a_request()
