@@ -229,11 +229,11 @@ def _freed_after_a_request() -> bool:
 
     app = Starlette(routes=[Route("/ping", _pong)])
 
-    async def get() -> int:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+    async def get(target: Any) -> int:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=target), base_url="http://t") as client:
             return (await client.get("/ping")).status_code
 
-    assert 200 == asyncio.run(get())
+    assert 200 == asyncio.run(get(app))
     ref = weakref.ref(app)
     gc.collect()
     gc.disable()
