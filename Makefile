@@ -8,7 +8,7 @@ PORT   ?= 8000
 .PHONY: help install test compat lint typecheck run demo stack collector logql-grammar e2e bench clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 install: $(VENV)/.installed ## create .venv and install otel-logkit with its test, lint and e2e tools
 
