@@ -57,6 +57,8 @@ e2e: install collector logql-grammar ## end-to-end tests through the real collec
 bench: install ## benchmarks (bench/; bench_http.py needs wrk, bench_celery.py redis-server: apt-get install -y wrk redis-server), see bench/RESULTS.md
 	$(BIN)/python bench/bench_logging.py
 	$(BIN)/python bench/bench_redaction.py
+	$(BIN)/python bench/bench_card_false_positives.py
+	$(BIN)/python bench/bench_buffer.py
 	$(BIN)/python bench/bench_http.py
 	$(BIN)/python bench/bench_celery.py
 
