@@ -79,8 +79,10 @@ ERROR_RATE_TOP5 = (
 ERROR_LINES = '{service_name="$service"} | severity_text=~"ERROR|CRITICAL|FATAL"'
 # The log line of an OTLP record is its message, a template (values travel as attributes), so
 # counting by message groups like errors together; 120 characters keep Loki's series bounded.
+# Grouped by error_fingerprint too (logger, template, error type, application frame): one row per
+# kind of error, however its message varies.
 TOP_ERROR_KEYWORDS = (
-    f"topk(10, sum by (error_type, message) (count_over_time({ERROR_LINES}"
+    f"topk(10, sum by (error_fingerprint, error_type, message) (count_over_time({ERROR_LINES}"
     " | label_format message=`{{ __line__ | trunc 120 }}` [$__range])))"
 )
 FAILED_OR_SLOW = (
@@ -227,7 +229,8 @@ def build() -> dict[str, Any]:
             .id(5)
             .title("Top error keywords")
             .description(
-                "What is failing? The most frequent error types and messages of ERROR lines over the dashboard's range."
+                "What is failing? The most frequent kinds of ERROR lines (error_fingerprint, error type, "
+                "message) over the dashboard's range."
             )
             .datasource(LOKI)
             .grid_pos(GridPos(h=8, w=12, x=0, y=16))
