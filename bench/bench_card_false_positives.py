@@ -19,46 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from otel_logkit.redact import Redactor
 from otel_logkit.redact.detectors import luhn_valid
-
-TEST_CARDS = [
-    "4242424242424242",
-    "4000056655665556",
-    "4111111111111111",
-    "4012888888881881",
-    "4000002500001001",
-    "5555555555554444",
-    "2223003122003222",
-    "5200828282828210",
-    "5105105105105100",
-    "378282246310005",
-    "371449635398431",
-    "6011111111111117",
-    "6011000990139424",
-    "6011981111111113",
-    "6555900000604105",
-    "3056930009020004",
-    "36227206271667",
-    "30569309025904",
-    "38520000023237",
-    "3566002020360505",
-    "3530111333300000",
-    "6200000000000005",
-    "6200000000000047",
-    "6205500000000000004",
-    "5019717010103742",
-    "6759649826438453",
-    "6331101999990016",
-]
-
-
-def _luhn_complete(partial: str) -> str:
-    total = 0
-    for index, char in enumerate(reversed(partial)):
-        digit = int(char)
-        if index % 2 == 0:
-            digit = digit * 2 - 9 if digit * 2 > 9 else digit * 2
-        total += digit
-    return partial + str((10 - total % 10) % 10)
+from tests.support.cards import TEST_CARDS, luhn_complete
 
 
 def corpus(seed: int = 20261201, per_family: int = 25_000) -> dict[str, list[str]]:
@@ -69,7 +30,7 @@ def corpus(seed: int = 20261201, per_family: int = 25_000) -> dict[str, list[str
         "epoch ms": [str(now_ms + rng.randint(-(10**11), 10**11)) for _ in range(per_family)],
         "epoch ns": [str(now_ms * 10**6 + rng.randint(0, 10**15)) for _ in range(per_family)],
         "Luhn-valid order numbers (16 digits, 2-6 first)": [
-            _luhn_complete(str(rng.randint(2 * 10**14, 7 * 10**14 - 1))) for _ in range(per_family)
+            luhn_complete(str(rng.randint(2 * 10**14, 7 * 10**14 - 1))) for _ in range(per_family)
         ],
         "arbitrary ids (13-19 digits)": [str(rng.randint(10**12, 10**19 - 1)) for _ in range(per_family)],
     }

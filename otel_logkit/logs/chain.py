@@ -78,31 +78,45 @@ class LogLine:
         A line below the log level (request buffer on) is held by the request's buffer and
         yields ``""``: nothing to write now.
         """
-        value: Any = event_dict
-        try:
-            buffering = self._buffering
-            if buffering is not None and _LEVEL_NUMBERS.get(method_name, logging.INFO) < buffering.below:
+        buffering = self._buffering
+        if buffering is not None and _LEVEL_NUMBERS.get(method_name, logging.INFO) < buffering.below:
+            try:
                 held = context.log_buffer.get()
                 if held is None:
                     return ""  # outside a request or job: filtered, as without the buffer
-                # Held as it is, with what only this moment knows (time, span, the exception
-                # being handled); the line is built only if the request fails.
-                value[NS_KEY] = time.time_ns()
-                value[_CONTEXT_KEY] = contextvars.copy_context()  # bound fields, span, request id
-                if value.get("exc_info") is True:
-                    value["exc_info"] = sys.exc_info()
-                if held.hold(logger, method_name, value):
+                # Held as it is, with what only this moment knows (time, contextvars, the
+                # exception being handled); the line is built only if the request fails.
+                event_dict[NS_KEY] = time.time_ns()
+                event_dict[_CONTEXT_KEY] = contextvars.copy_context()
+                if event_dict.get("exc_info") is True:
+                    event_dict["exc_info"] = sys.exc_info()
+                if held.hold(logger, method_name, event_dict):
                     return ""
-                value.pop(_CONTEXT_KEY, None)  # decided as failed already: written now
-            for step in self._build:
-                value = step(logger, method_name, value)
+                del event_dict[_CONTEXT_KEY]  # decided as failed already: written now
+            except Exception as exc:  # noqa: BLE001 - telemetry must not reach the app
+                return self._fallback(event_dict, method_name, exc)
+        return self._run(logger, method_name, event_dict, None)
+
+    def finish_held(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> Any:
+        """Build, redact, export and render a line the request buffer held, in the context it was logged in."""
+        return self._run(logger, method_name, event_dict, event_dict.pop(_CONTEXT_KEY, None))
+
+    def _run(
+        self, logger: WrappedLogger, method_name: str, event_dict: EventDict, logged_in: contextvars.Context | None
+    ) -> Any:
+        value: Any = event_dict
+        try:
+            value = (
+                logged_in.run(self._built, logger, method_name, value)
+                if logged_in is not None
+                else (self._built(logger, method_name, value))
+            )
             for step in self._finish:
                 value = step(logger, method_name, value)
         except Suppressed:
             return ""  # a repeated error over its burst: counted, summarized at the window's end
         except Exception as exc:  # noqa: BLE001 - telemetry must not reach the app
-            _failsafe.report("log line", exc)
-            return json.dumps(fallback_event(value, method_name, exc, self._redactor), ensure_ascii=True)
+            return self._fallback(value, method_name, exc)
         return value
 
     def _built(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> Any:
@@ -111,23 +125,9 @@ class LogLine:
             value = step(logger, method_name, value)
         return value
 
-    def finish_held(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> Any:
-        """Build, redact, export and render a line the request buffer held, in the span it was logged in."""
-        value: Any = event_dict
-        logged_in = event_dict.pop(_CONTEXT_KEY, None)
-        try:
-            if isinstance(logged_in, contextvars.Context):
-                value = logged_in.run(self._built, logger, method_name, value)
-            else:
-                value = self._built(logger, method_name, value)
-            for step in self._finish:
-                value = step(logger, method_name, value)
-        except Suppressed:
-            return ""
-        except Exception as exc:  # noqa: BLE001 - telemetry must not reach the app
-            _failsafe.report("log line", exc)
-            return json.dumps(fallback_event(value, method_name, exc, self._redactor), ensure_ascii=True)
-        return value
+    def _fallback(self, value: Any, method_name: str, exc: Exception) -> str:
+        _failsafe.report("log line", exc)
+        return json.dumps(fallback_event(value, method_name, exc, self._redactor), ensure_ascii=True)
 
 
 _CONTEXT_KEY = "_logkit_context"  # the contextvars of a held line (fields, span), until it is built
@@ -191,8 +191,8 @@ class AppChainStage:
                 self._redactor.redact_event(event_dict, stringify=self._stringify)
             if self._log_queue is not None:
                 self._log_queue(logger, method_name, event_dict)
-            event_dict.pop(NS_KEY, None)
-            event_dict.pop("_logkit_sampled", None)
+            for key in PRIVATE_KEYS:  # bookkeeping between otel-logkit's steps, never the app's to render
+                event_dict.pop(key, None)
         except Exception as exc:  # noqa: BLE001 - telemetry must not reach the app
             _failsafe.report("log line", exc)
             fallback = fallback_event(event_dict, method_name, exc, self._redactor)

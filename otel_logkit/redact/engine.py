@@ -169,10 +169,11 @@ class Redactor:
             if value_type is Redacted:
                 continue
             if kind is _SAFE:
-                if value_type is not str or len(value) < _MIN_SECRET_LEN or value in clean or is_clean(value):
-                    if value_type in _PLAIN or value is None:
-                        continue
-                elif has_promised_shape(str(key), value):
+                # Kept as is: a number or flag, or a string of the shape the key promises. A
+                # clean string is left to the fast check below; anything else is searched.
+                if value is None or value_type in _PLAIN:
+                    continue
+                if value_type is str and not is_clean(value) and has_promised_shape(str(key), value):
                     continue
                 kind = _NORMAL
             if kind is _NORMAL:

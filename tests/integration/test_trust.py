@@ -198,3 +198,20 @@ def test_one_export_per_line_for_plain_configure(captured: Captured) -> None:
     structlog.get_logger("app").info("one")
     logging.getLogger("lib").warning("two")
     assert ["one", "two"] == [r.log_record.body for r in captured.log_records()]
+
+
+def test_an_app_chain_renders_none_of_otel_logkits_bookkeeping(captured: Captured) -> None:
+    """otel-logkit's private keys (the exception object for fingerprints, timestamps) never reach the app's renderer."""
+    stream = io.StringIO()
+    structlog.configure(
+        processors=[structlog.processors.JSONRenderer()],
+        logger_factory=structlog.PrintLoggerFactory(stream),
+        cache_logger_on_first_use=False,
+    )
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        structlog.get_logger().error("failed", exc_info=True)
+    line = json.loads(stream.getvalue())
+    assert [] == [key for key in line if key.startswith("_logkit")]
+    assert "ValueError: boom" in line["exception"]

@@ -12,8 +12,8 @@ from collections.abc import Callable
 
 import pytest
 
-from bench.bench_card_false_positives import TEST_CARDS
 from otel_logkit.redact import Redactor
+from tests.support.cards import TEST_CARDS
 
 REDACTOR = Redactor()
 PER_FAMILY = 400

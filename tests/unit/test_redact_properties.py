@@ -20,22 +20,11 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from otel_logkit.redact import REDACTED, RedactingProcessor, RedactingSpanExporter, Redactor
 from otel_logkit.testing import capture
+from tests.support.cards import luhn_complete
 
 REDACTOR = Redactor()
 DIGITS = "0123456789"
 PROPERTY_SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-
-def _luhn_complete(partial: str) -> str:
-    total = 0
-    for index, char in enumerate(reversed(partial)):
-        digit = int(char)
-        if index % 2 == 0:
-            digit *= 2
-            if digit > 9:
-                digit -= 9
-        total += digit
-    return partial + str((10 - total % 10) % 10)
 
 
 @st.composite
@@ -48,7 +37,7 @@ def card_numbers(draw: st.DrawFn) -> tuple[str, str]:
         )
     )  # fmt: skip
     body = draw(st.text(DIGITS, min_size=length - len(first) - 1, max_size=length - len(first) - 1))
-    digits = _luhn_complete(first + body)
+    digits = luhn_complete(first + body)
     layout = draw(st.sampled_from(["plain", "space", "dash", "amex"]))
     if layout == "amex" and length == 15:
         formatted = f"{digits[:4]} {digits[4:10]} {digits[10:]}"

@@ -14,6 +14,7 @@ from otel_logkit.redact import Redactor
 from otel_logkit.web.body import BodyCapture
 from otel_logkit.web.client_ip import client_ip
 from otel_logkit.web.request_id import new_request_id, sane_request_id
+from tests.support.cards import luhn_complete
 
 TRUSTED = (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("2001:db8::/32"))
 
@@ -172,16 +173,6 @@ def test_summary_redaction(text: str) -> None:
     assert "5555555555554444" not in digits
 
 
-def _luhn_complete(partial: str) -> str:
-    total = 0
-    for index, char in enumerate(reversed(partial)):
-        digit = int(char)
-        if index % 2 == 0:
-            digit = digit * 2 - 9 if digit * 2 > 9 else digit * 2
-        total += digit
-    return partial + str((10 - total % 10) % 10)
-
-
 @given(
     prefix=st.text(max_size=600),
     # Card numbers start with a card network's digit (2-6): 13-19 digits in all.
@@ -194,7 +185,7 @@ def test_no_card_or_password_survives_the_summary(
     prefix: str, digits: str, separator: str, password: str, limit: int
 ) -> None:
     """Property: whatever surrounds them and wherever the cut falls, no card or password leaks."""
-    card = _luhn_complete(digits)
+    card = luhn_complete(digits)
     grouped = separator.join(card[i : i + 4] for i in range(0, len(card), 4))
     body = json.dumps({"note": prefix, "card": grouped, "password": "PW" + password + "PW"})
     capture = BodyCapture(limit, "application/json")
