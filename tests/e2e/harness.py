@@ -10,16 +10,16 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from examples.stack.processes import free_port, wait_until  # one copy, shared with make stack
 
 ROOT = Path(__file__).resolve().parents[2]
 COLLECTOR_DIR = ROOT / "collector"
@@ -34,25 +34,6 @@ CARD_DIGITS = CARD.replace(" ", "")
 BEARER_SECRET = "sk-e2e-6f1c2d9a8b7e4f30"
 BEARER = f"Bearer {BEARER_SECRET}"
 SECRETS = (CARD, CARD_DIGITS, "4111-1111-1111-1111", BEARER_SECRET)
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.2, what: str = "condition") -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"{what} not reached within {timeout:.0f}s")
-        time.sleep(interval)
 
 
 def http_status(url: str, timeout: float = 1.0) -> int | None:
