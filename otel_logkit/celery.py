@@ -29,7 +29,7 @@ import structlog
 import wrapt
 
 from otel_logkit import _failsafe, context
-from otel_logkit.logs.buffer import RequestBuffer
+from otel_logkit.logs.buffer import RequestBuffer, new_buffer
 from otel_logkit.logs.buffer import policy as buffer_policy
 from otel_logkit.web.request_id import sane_request_id
 
@@ -63,8 +63,7 @@ class TaskRun:
         self.tokens: Mapping[str, Token[Any]] = structlog.contextvars.bind_contextvars(**fields)
         self.request_token: Token[str | None] | None = context.request_id.set(request_id) if request_id else None
         # The request buffer (LOGKIT_REQUEST_BUFFER): a failed or slow task writes its held trail.
-        policy = buffer_policy()
-        self.buffer: RequestBuffer | None = policy.new_buffer() if policy is not None else None
+        self.buffer: RequestBuffer | None = new_buffer()
         self.buffer_token = context.log_buffer.set(self.buffer) if self.buffer is not None else None
 
     def decide(self, *, failed: bool) -> None:
@@ -200,9 +199,7 @@ class CeleryInstrumentor:
                 "task_id": task_id,
                 "task_retries": int(getattr(request, "retries", 0) or 0),
             }
-            if request_id:
-                fields["request_id"] = request_id
-            run = TaskRun(fields, request_id)
+            run = TaskRun(fields, request_id)  # the id in its one ContextVar, read by every line
             with self._lock:
                 self._runs[task_id] = run
             _logger.info("task started")
@@ -220,11 +217,9 @@ class CeleryInstrumentor:
     ) -> None:
         try:
             run = self._runs.get(task_id or "")
-            fields: dict[str, Any] = {
-                "state": "FAILURE",
-                "task_args": self._summary(args, kwargs),
-                "error_type": type(exception).__name__,
-            }
+            fields: dict[str, Any] = {"state": "FAILURE", "task_args": self._summary(args, kwargs)}
+            if exception is not None:
+                fields["error_type"] = type(exception).__name__
             if run is not None:
                 run.outcome_logged = True
                 fields["duration_ms"] = run.duration_ms()
@@ -234,8 +229,7 @@ class CeleryInstrumentor:
                 # Declared in `Task.throws`: an expected outcome, as Celery itself treats it.
                 _logger.info("task failed", error=str(exception), **fields)
             else:
-                exc_info = (type(exception), exception, exception.__traceback__) if exception else None
-                _logger.error("task failed", exc_info=exc_info, **fields)
+                _logger.error("task failed", exc_info=exception, **fields)  # the chain reads the exception
         except Exception as exc:  # noqa: BLE001 - telemetry must not reach the task
             _failsafe.report("celery task failure", exc)
 
@@ -272,10 +266,13 @@ class CeleryInstrumentor:
             run.close()
 
     def _summary(self, args: Any, kwargs: Any) -> str:
+        from otel_logkit import setup
+        from otel_logkit.redact import Redactor
+
         params = {"args": list(args or ()), "kwargs": dict(kwargs or {})}
-        if self._redactor is None:
-            return "<arguments not summarised: no redactor>"
-        return str(self._redactor.summarize_params(params))
+        # The process's one redactor (configure()'s), however the instrumentor was applied.
+        redactor = self._redactor or setup.current_redactor() or Redactor()
+        return str(redactor.summarize_params(params))
 
     # -- pool processes -----------------------------------------------------------------------
     def _process_init(self, **kwargs: Any) -> None:

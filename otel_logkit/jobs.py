@@ -38,7 +38,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
 
 from otel_logkit import context
-from otel_logkit.logs.buffer import RequestBuffer
+from otel_logkit.logs.buffer import RequestBuffer, new_buffer
 from otel_logkit.logs.buffer import policy as buffer_policy
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -158,8 +158,7 @@ class job:  # noqa: N801 - used like a function: `with job(...)`, `@job(...)`
         self._span_token.__enter__()
         self._tokens = structlog.contextvars.bind_contextvars(job=self.name, job_id=self.job_id, **self.fields)
         self._current_token = context.current_job.set(self)
-        policy = buffer_policy()
-        self._buffer = policy.new_buffer() if policy is not None else None
+        self._buffer = new_buffer()
         self._buffer_token = context.log_buffer.set(self._buffer) if self._buffer is not None else None
         self._started_at = time.time()
         self._started = time.perf_counter()

@@ -24,7 +24,7 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 
-from otel_logkit import context
+from otel_logkit import _failsafe, context
 from otel_logkit.config import Settings
 
 TAGS_KEY = "SQLCOMMENTER_ORM_TAGS_AND_VALUES"
@@ -94,12 +94,20 @@ class RequestIdTagger:
 def _attach(  # noqa: PLR0917 - SQLAlchemy's before_cursor_execute signature
     conn: Any, cursor: Any, statement: str, parameters: Any, execution: Any, executemany: bool
 ) -> tuple[str, Any]:
+    try:
+        _tag(execution)
+    except Exception as exc:  # noqa: BLE001 - telemetry must not reach the app's query
+        _failsafe.report("sql comment", exc)
+    return statement, parameters
+
+
+def _tag(execution: Any) -> None:
     request_id = context.request_id.get()
     current = otel_context.get_value(TAGS_KEY)
     tags = dict(current) if isinstance(current, dict) else {}
     if request_id is None:
         if REQUEST_ID_TAG not in tags:
-            return statement, parameters
+            return
         del tags[REQUEST_ID_TAG]  # never a previous request's id outside a request
     else:
         tags[REQUEST_ID_TAG] = request_id
@@ -107,14 +115,16 @@ def _attach(  # noqa: PLR0917 - SQLAlchemy's before_cursor_execute signature
     if previous is not None:  # the same execution context again (insertmanyvalues batches)
         otel_context.detach(previous)
     setattr(execution, _TOKEN_ATTR, otel_context.attach(otel_context.set_value(TAGS_KEY, tags)))
-    return statement, parameters
 
 
 def _detach(execution: Any) -> None:
-    token = getattr(execution, _TOKEN_ATTR, None)
-    if token is not None:
-        setattr(execution, _TOKEN_ATTR, None)
-        otel_context.detach(token)
+    try:
+        token = getattr(execution, _TOKEN_ATTR, None)
+        if token is not None:
+            setattr(execution, _TOKEN_ATTR, None)
+            otel_context.detach(token)
+    except Exception as exc:  # noqa: BLE001 - telemetry must not reach the app's query
+        _failsafe.report("sql comment", exc)
 
 
 def _detach_after(  # noqa: PLR0917 - SQLAlchemy's after_cursor_execute signature
@@ -124,7 +134,7 @@ def _detach_after(  # noqa: PLR0917 - SQLAlchemy's after_cursor_execute signatur
 
 
 def _detach_on_error(exception_context: Any) -> None:
-    execution = exception_context.execution_context
+    execution = getattr(exception_context, "execution_context", None)
     if execution is not None:
         _detach(execution)
 

@@ -172,3 +172,8 @@ def set_policy(value: BufferPolicy | None) -> None:
     """Install (or remove, with ``None``) the process's buffer policy (the log chain's set-up)."""
     global _policy  # noqa: PLW0603 - one configuration per process
     _policy = value
+
+
+def new_buffer() -> RequestBuffer | None:
+    """A buffer for a request, job or task starting now, when ``LOGKIT_REQUEST_BUFFER`` is on."""
+    return _policy.new_buffer() if _policy is not None else None

@@ -208,12 +208,6 @@ def configured_redactor(settings: Settings) -> BodySummarizer:
     return setup.current_redactor() or Redactor.from_settings(settings)
 
 
-def new_request_buffer() -> RequestBuffer | None:
-    """A request buffer for a request starting now, when ``LOGKIT_REQUEST_BUFFER`` is on."""
-    policy = buffer_policy()
-    return policy.new_buffer() if policy is not None else None
-
-
 CLIENT_CLOSED_REQUEST = 499
 """``status_code`` of the access line when the client left before any response started (as nginx)."""
 _LOGGED_MARK = "__otel_logkit_logged__"

@@ -13,12 +13,12 @@ from typing import Any
 
 from otel_logkit import _failsafe, context
 from otel_logkit.config import Settings
+from otel_logkit.logs.buffer import new_buffer as new_request_buffer
 from otel_logkit.web._core import (
     RequestLogging,
     RequestState,
     bind_request_id,
     configured_settings,
-    new_request_buffer,
     unbind_request_id,
 )
 from otel_logkit.web.body import BodyCapture, BodySummarizer

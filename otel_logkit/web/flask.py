@@ -99,8 +99,10 @@ class FlaskTracing:
             return self._app(environ, start_response)
         try:
             result = self._app(environ, self._start_response(span, attributes, start_response))
-        except Exception as exc:
-            _fail(span, exc, self._mode)
+        except BaseException as exc:
+            # KeyboardInterrupt, SystemExit too: the span ends and its context is released.
+            if isinstance(exc, Exception):
+                _fail(span, exc, self._mode)
             end_span(environ)
             raise
         return _SpanBody(result, environ)

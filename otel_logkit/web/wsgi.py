@@ -21,7 +21,8 @@ from opentelemetry import trace
 
 from otel_logkit import _failsafe, context
 from otel_logkit.config import Settings
-from otel_logkit.web._core import RequestLogging, RequestState, configured_settings, new_request_buffer
+from otel_logkit.logs.buffer import new_buffer as new_request_buffer
+from otel_logkit.web._core import RequestLogging, RequestState, configured_settings
 from otel_logkit.web.asgi import STATE_KEY
 from otel_logkit.web.body import BodyCapture, BodySummarizer
 from otel_logkit.web.client_ip import client_ip
