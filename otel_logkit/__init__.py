@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from otel_logkit.gateways.wrapper import gateway
     from otel_logkit.jobs import job
     from otel_logkit.redact import register_detector
-    from otel_logkit.setup import configure
+    from otel_logkit.setup import configure, force_flush, shutdown
 
 __version__ = "0.1.0"
 
@@ -25,16 +25,20 @@ __all__ = [
     "__version__",
     "bind",
     "configure",
+    "force_flush",
     "gateway",
     "get_logger",
     "job",
     "register_detector",
+    "shutdown",
 ]
 
 _LAZY = {
     "ConfigError": "otel_logkit.exceptions",
     "Settings": "otel_logkit.config",
     "configure": "otel_logkit.setup",
+    "force_flush": "otel_logkit.setup",
+    "shutdown": "otel_logkit.setup",
     "gateway": "otel_logkit.gateways.wrapper",
     "job": "otel_logkit.jobs",
     "register_detector": "otel_logkit.redact",

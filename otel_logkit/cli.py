@@ -128,6 +128,7 @@ def _effective(settings: Settings) -> dict[str, Any]:
         ev.LOGKIT_EXCLUDED_URLS: ",".join(settings.excluded_urls) or "none",
         ev.LOGKIT_EXPORT_QUEUE_SIZE: settings.export_queue_size,
         ev.LOGKIT_SHUTDOWN_TIMEOUT: settings.shutdown_timeout,
+        ev.LOGKIT_EXPORT_PROCESS: "true" if settings.export_process else "false",
         ev.LOGKIT_SQL_COMMENTER: "true" if settings.sql_commenter else "false",
     }
 

@@ -69,6 +69,7 @@ class Settings:
     disabled_instrumentations: frozenset[str] = frozenset()
     export_queue_size: int = 20_000
     shutdown_timeout: float = 5.0
+    export_process: bool = True
     sql_commenter: bool = False
     request_buffer: int | None = None
     request_buffer_max: int = 200
@@ -159,6 +160,7 @@ class Settings:
                 ev.LOGKIT_EXPORT_QUEUE_SIZE, get(ev.LOGKIT_EXPORT_QUEUE_SIZE), 20_000, 100, 10_000_000
             ),
             shutdown_timeout=_seconds(ev.LOGKIT_SHUTDOWN_TIMEOUT, get(ev.LOGKIT_SHUTDOWN_TIMEOUT), 5.0),
+            export_process=_bool(ev.LOGKIT_EXPORT_PROCESS, get(ev.LOGKIT_EXPORT_PROCESS), default=True),
             sql_commenter=_bool(ev.LOGKIT_SQL_COMMENTER, get(ev.LOGKIT_SQL_COMMENTER)),
             request_buffer=_buffer_level(get(ev.LOGKIT_REQUEST_BUFFER)),
             request_buffer_max=_int(ev.LOGKIT_REQUEST_BUFFER_MAX, get(ev.LOGKIT_REQUEST_BUFFER_MAX), 200, 1, 100_000),
@@ -241,9 +243,9 @@ def _registered_samplers() -> tuple[str, ...]:
     return tuple(sorted(ep.name for ep in entry_points(group="opentelemetry_traces_sampler")))
 
 
-def _bool(variable: str, value: str | None) -> bool:
+def _bool(variable: str, value: str | None, *, default: bool = False) -> bool:
     if value is None:
-        return False
+        return default
     return _choice(variable, value, ("true", "false"), lower=True) == "true"  # type: ignore[no-any-return]
 
 

@@ -46,6 +46,11 @@ stdout) and counted (default ``20000``)."""
 LOGKIT_SHUTDOWN_TIMEOUT = "LOGKIT_SHUTDOWN_TIMEOUT"
 """Seconds a process spends flushing logs and spans on SIGTERM, SIGINT or exit (default ``5``)."""
 
+LOGKIT_EXPORT_PROCESS = "LOGKIT_EXPORT_PROCESS"
+"""``true``/``false``: export OTLP logs and spans through a helper process per app process, off
+the app's interpreter (default ``true``; exporters passed to ``configure()`` and the ``console``
+span exporter always stay in the app)."""
+
 LOGKIT_SQL_COMMENTER = "LOGKIT_SQL_COMMENTER"
 """``true``/``false``: append a sqlcommenter comment with ``traceparent`` and ``request_id`` to
 every SQL statement SQLAlchemy sends, so the database's own logs name the request and the trace
@@ -85,6 +90,7 @@ ALL: tuple[str, ...] = (
     LOGKIT_EXCLUDED_URLS,
     LOGKIT_EXPORT_QUEUE_SIZE,
     LOGKIT_SHUTDOWN_TIMEOUT,
+    LOGKIT_EXPORT_PROCESS,
     LOGKIT_SQL_COMMENTER,
     LOGKIT_REQUEST_BUFFER,
     LOGKIT_REQUEST_BUFFER_MAX,

@@ -15,29 +15,26 @@ import threading
 import time
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import structlog
 import wrapt
 from opentelemetry import trace
-from opentelemetry.sdk._logs import LogRecordLimits
-from opentelemetry.sdk._logs.export import LogRecordExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import (
-    BatchSpanProcessor,
-    ConsoleSpanExporter,
-    SimpleSpanProcessor,
-    SpanExporter,
-)
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor, SpanExporter
 
-from otel_logkit import sql, web, wire
+from otel_logkit import sql, web
 from otel_logkit.config import Settings
 from otel_logkit.gateways.hooks import install_failure_observers, instrument_kwargs, uninstall_failure_observers
+from otel_logkit.handoff import HelperChannel, SpanHandoff
 from otel_logkit.logs import chain, stdlib
 from otel_logkit.logs.health import ExportHealth, ReportingSpanExporter
-from otel_logkit.logs.otlp import LogExportQueue
+from otel_logkit.logs.sink import LogSink
 from otel_logkit.redact import RedactingSpanExporter, Redactor
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk._logs.export import LogRecordExporter
 from otel_logkit.web import native as native_fastapi
 
 _INTERNAL_LOGGER = "otel_logkit"
@@ -66,7 +63,9 @@ class _Runtime:
     tracer_provider: TracerProvider | None = None
     span_exporter: ReportingSpanExporter | None = None
     redactor: Redactor | None = None
-    log_queue: LogExportQueue | None = None
+    log_queue: LogSink | None = None
+    channel: HelperChannel | None = None
+    spans_in_process: bool = False
     instrumentors: list[Any] = field(default_factory=list)
     previous_sigterm: Any = None
     shut_down: bool = False
@@ -123,11 +122,11 @@ def configure(
         )
         health = ExportHealth(settings.otlp_endpoint, _report)
         if not settings.sdk_disabled:
-            runtime.log_queue = _log_queue(settings, resource, log_exporter, health)
+            _export_paths(runtime, resource, log_exporter, span_exporter, health)
         chain.configure_logging(settings, runtime.writer, runtime.redactor, runtime.log_queue, cache_loggers)
         if not settings.sdk_disabled:
             runtime.tracer_provider, runtime.span_exporter = _tracer_provider(
-                settings, resource, span_exporter, health, redactor
+                runtime, resource, span_exporter, health, redactor
             )
             trace.set_tracer_provider(runtime.tracer_provider)
         _runtime = runtime
@@ -159,69 +158,63 @@ def _report(level: str, message: str, fields: dict[str, Any]) -> None:
     getattr(structlog.get_logger(_INTERNAL_LOGGER), level)(message, **fields)
 
 
-def _log_queue(
-    settings: Settings, resource: Resource, exporter: LogRecordExporter | None, health: ExportHealth
-) -> LogExportQueue | None:
-    if exporter is None:
-        if settings.logs_exporter != "otlp":
-            return None  # "console" is the JSON on stdout itself; "none" is stdout only
-        exporter = _otlp_exporter(settings, "logs")
-
-    def report_drops(count: int) -> None:
-        _report(
-            "warning",
-            "log records dropped from the OTLP export: queue full",
-            {"dropped": count, "queue_size": settings.export_queue_size},
-        )
-
-    # The SDK's own limits (OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT / _VALUE_LENGTH_LIMIT, and the
-    # general OTEL_ATTRIBUTE_* ones), as the SDK's LoggerProvider would apply them.
-    limits = LogRecordLimits()
-    return LogExportQueue(
-        exporter,
-        resource,
-        max_queue_size=settings.export_queue_size,
-        max_attributes=limits.max_attributes if limits.max_attributes is not None else 128,
-        max_attribute_length=limits.max_attribute_length,
-        health=health,
-        report_drops=report_drops,
-    )
+def _helper_possible() -> bool:
+    """Whether this process can start the export helper: a Python interpreter of its own
+    (not an embedding server such as uWSGI, nor a frozen application)."""
+    executable = sys.executable
+    return bool(executable) and not getattr(sys, "frozen", False) and "python" in os.path.basename(executable).lower()
 
 
-def _otlp_exporter(settings: Settings, signal_name: str) -> Any:
-    """The SDK's OTLP exporter for a signal; over HTTP with otel-logkit's faster serialization."""
-    logs = signal_name == "logs"
-    endpoint = settings.otlp_logs_endpoint if logs else settings.otlp_traces_endpoint
-    if settings.otlp_protocol != "grpc":
-        return (wire.FastOTLPLogExporter if logs else wire.FastOTLPSpanExporter)(endpoint=endpoint)
-    # gRPC is imported only when chosen: grpcio is slow to import.
-    if logs:
-        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+def _export_paths(
+    runtime: _Runtime,
+    resource: Resource,
+    log_exporter: LogRecordExporter | None,
+    span_exporter: SpanExporter | None,
+    health: ExportHealth,
+) -> None:
+    """Choose, per signal, the export helper (OTLP exporters that can move) or the app process
+    (exporters passed in, ``console``, ``LOGKIT_EXPORT_PROCESS=false``)."""
+    settings = runtime.settings
+    movable = settings.export_process and _helper_possible()
+    logs_moved = movable and log_exporter is None and settings.logs_exporter == "otlp"
+    spans_moved = movable and span_exporter is None and settings.traces_exporter == "otlp"
+    if logs_moved or spans_moved:
+        runtime.channel = HelperChannel(settings, resource, _report, logs=logs_moved, spans=spans_moved)
+    if logs_moved:
+        runtime.log_queue = runtime.channel
+    elif log_exporter is not None or settings.logs_exporter == "otlp":
+        # "console" is the JSON on stdout itself; "none" is stdout only.
+        from otel_logkit import exporters
 
-        return OTLPLogExporter(endpoint=endpoint)
-    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-
-    return OTLPSpanExporter(endpoint=endpoint)
+        runtime.log_queue = exporters.log_export_queue(settings, resource, log_exporter, health, _report)
 
 
 def _tracer_provider(
-    settings: Settings,
+    runtime: _Runtime,
     resource: Resource,
     exporter: SpanExporter | None,
     health: ExportHealth,
     redactor: Redactor,
 ) -> tuple[TracerProvider, ReportingSpanExporter | None]:
+    settings = runtime.settings
     provider = TracerProvider(resource=resource, shutdown_on_exit=False)
     reporting = None
     if exporter is not None:
         provider.add_span_processor(SimpleSpanProcessor(RedactingSpanExporter(exporter, redactor)))
+        runtime.spans_in_process = True
+    elif settings.traces_exporter == "otlp" and runtime.channel is not None and runtime.channel.carries_spans:
+        provider.add_span_processor(SpanHandoff(runtime.channel))
     elif settings.traces_exporter == "otlp":
-        reporting = ReportingSpanExporter(_otlp_exporter(settings, "traces"), health)
-        provider.add_span_processor(BatchSpanProcessor(RedactingSpanExporter(reporting, redactor)))
+        from otel_logkit import exporters
+
+        processor, reporting = exporters.otlp_span_pipeline(settings, health, redactor)
+        provider.add_span_processor(processor)
+        runtime.spans_in_process = True
     elif settings.traces_exporter == "console":
         # stdout carries one JSON log object per line; spans printed for humans go to stderr.
         console = ConsoleSpanExporter(out=sys.stderr)
         provider.add_span_processor(SimpleSpanProcessor(RedactingSpanExporter(console, redactor)))
+        runtime.spans_in_process = True
     return provider, reporting
 
 
@@ -287,7 +280,28 @@ def _instrument_later(runtime: _Runtime, module_name: str, class_name: str, kwar
             runtime.instrumentors.append(instrumentor)
 
 
-# -- shutdown -----------------------------------------------------------------------------------
+# -- flush and shutdown -------------------------------------------------------------------------
+def force_flush(timeout: float = 5.0) -> bool:
+    """Export every log line and span recorded so far; bounded by ``timeout`` seconds.
+
+    For scripts, serverless handlers and tests that must know their telemetry left before they
+    go on. Export continues afterwards (see :func:`shutdown` to stop it).
+
+    Returns:
+        ``True`` when everything was exported (or there is nothing to export) in time.
+    """
+    runtime = _runtime
+    if runtime is None or runtime.shut_down:
+        return True
+    deadline = time.monotonic() + timeout
+    done = True
+    if runtime.tracer_provider is not None and runtime.spans_in_process:
+        done = runtime.tracer_provider.force_flush(int(timeout * 1000)) and done
+    for sink in {id(s): s for s in (runtime.channel, runtime.log_queue) if s is not None}.values():
+        done = sink.force_flush(max(0.0, deadline - time.monotonic())) and done
+    return done
+
+
 def shutdown(timeout: float | None = None) -> None:
     """Flush pending logs and spans, then stop exporting; bounded by ``timeout`` seconds.
 
@@ -303,11 +317,14 @@ def shutdown(timeout: float | None = None) -> None:
 
     def work() -> None:
         chain.flush_repeated_errors()
+        if runtime.channel is not None:
+            # The helper sends what it holds and exits at the end of its pipe.
+            runtime.channel.shutdown(max(0.0, deadline - time.monotonic()))
         spans_failing = runtime.span_exporter is not None and runtime.span_exporter.failing
-        if runtime.tracer_provider is not None and not spans_failing:
+        if runtime.tracer_provider is not None and runtime.spans_in_process and not spans_failing:
             runtime.tracer_provider.force_flush(int(max(0.0, deadline - time.monotonic()) * 1000))
-        if runtime.log_queue is not None:
-            runtime.log_queue.shutdown(max(0.0, deadline - time.monotonic()))
+        if runtime.log_queue is not None and runtime.log_queue is not runtime.channel:
+            runtime.log_queue.shutdown(max(0.0, deadline - time.monotonic()))  # type: ignore[attr-defined]
         if runtime.span_exporter is not None and spans_failing:
             # Interrupt the exporter's retries first: the collector is known to be down.
             runtime.span_exporter.shutdown()
@@ -420,8 +437,9 @@ def current_redactor() -> Redactor | None:
     return _runtime.redactor if _runtime is not None else None
 
 
-def log_queue() -> LogExportQueue | None:
-    """The OTLP log export queue in force (counters for doctor and tests)."""
+def log_queue() -> LogSink | None:
+    """The OTLP log export hand-off in force: the in-process queue or the export helper's
+    channel (counters for doctor and tests)."""
     return _runtime.log_queue if _runtime is not None else None
 
 

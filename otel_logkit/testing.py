@@ -50,9 +50,7 @@ class Captured:
 
     def log_records(self, timeout: float = 5.0) -> list[ReadableLogRecord]:
         """Exported log records, after flushing the export queue."""
-        queue = setup.log_queue()
-        if queue is not None:
-            queue.force_flush(timeout)
+        setup.force_flush(timeout)
         return list(self.log_exporter.get_finished_logs())
 
 
@@ -82,7 +80,5 @@ def capture(settings: Settings | None = None, *, instrument: bool = False, **ove
     try:
         yield captured
     finally:
-        queue = setup.log_queue()
-        if queue is not None:
-            queue.force_flush(5.0)
+        setup.force_flush(5.0)
         setup.reset()

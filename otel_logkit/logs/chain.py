@@ -34,7 +34,7 @@ from otel_logkit.logs import buffer, stdlib
 from otel_logkit.logs import processors as p
 from otel_logkit.logs.buffer import BufferPolicy
 from otel_logkit.logs.errors import ErrorDeduplicator, Suppressed, add_error_fingerprint
-from otel_logkit.logs.otlp import LogExportQueue
+from otel_logkit.logs.sink import LogSink
 from otel_logkit.redact import RedactingProcessor, Redactor
 
 _ORIGINAL_STRUCTLOG_CONFIGURE = structlog.configure
@@ -163,7 +163,7 @@ class AppChainStage:
         self,
         settings: Settings,
         redactor: Redactor | None,
-        log_queue: LogExportQueue | None,
+        log_queue: LogSink | None,
         *,
         enrich: bool = True,
         stringify: bool = True,
@@ -246,7 +246,7 @@ def configure_logging(
     settings: Settings,
     writer: stdlib.LineWriter,
     redactor: Redactor | None,
-    log_queue: LogExportQueue | None,
+    log_queue: LogSink | None,
     cache_loggers: bool = True,
 ) -> None:
     """Configure structlog and the stdlib bridge with one processor chain ending in ``writer``.
@@ -315,7 +315,7 @@ def configure_logging(
     _guard_app_configuration(settings, redactor, log_queue)
 
 
-def _guard_app_configuration(settings: Settings, redactor: Redactor | None, log_queue: LogExportQueue | None) -> None:
+def _guard_app_configuration(settings: Settings, redactor: Redactor | None, log_queue: LogSink | None) -> None:
     """Keep trace ids, service/env, redaction and export in chains the app configures itself.
 
     ``structlog.configure`` (also as called by ``configure_once`` and ``capture_logs``): the
@@ -359,7 +359,7 @@ def _with_stage(
     logger_factory: Any,
     settings: Settings,
     redactor: Redactor | None,
-    log_queue: LogExportQueue | None,
+    log_queue: LogSink | None,
 ) -> Any:
     chain = list(processors)
     if not chain or _has_stage(chain):

@@ -80,6 +80,10 @@ class ReportingSpanExporter(SpanExporter):
     def __init__(self, inner: SpanExporter, health: ExportHealth) -> None:
         self._inner = inner
         self._health = health
+        self.exported = 0
+        """Spans the exporter accepted."""
+        self.settled = 0
+        """Spans done with: accepted or refused."""
         _fork.after_fork_in_child(self._after_fork)
 
     def _after_fork(self) -> None:
@@ -92,9 +96,12 @@ class ReportingSpanExporter(SpanExporter):
             with suppress_instrumentation():
                 result = self._inner.export(spans)
         except Exception as error:  # noqa: BLE001 - an exporter bug must not kill the batch worker
+            self.settled += len(spans)
             self._health.failed("traces", repr(error))
             return SpanExportResult.FAILURE
+        self.settled += len(spans)
         if result is SpanExportResult.SUCCESS:
+            self.exported += len(spans)
             self._health.succeeded("traces")
         else:
             self._health.failed("traces", None)

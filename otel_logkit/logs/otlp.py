@@ -24,12 +24,14 @@ from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportRes
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import TraceFlags
-from structlog.typing import EventDict, WrappedLogger
+from structlog.typing import EventDict
 
 from otel_logkit import _failsafe, _fork
 from otel_logkit._event_keys import NS_KEY
 from otel_logkit.logs.health import ExportHealth
 from otel_logkit.logs.processors import utf8_safe
+from otel_logkit.logs.sink import LogSink
+from otel_logkit.logs.sink import weight as _weight
 
 _SEVERITY: dict[str, SeverityNumber] = {
     "DEBUG": SeverityNumber.DEBUG,
@@ -80,14 +82,6 @@ def to_attribute(value: Any, depth: int = 0, *, limit: int | None = None) -> Any
     if isinstance(value, list | tuple | set | frozenset):
         return [to_attribute(v, depth + 1, limit=limit) for v in value]
     return utf8_safe(str(value))
-
-
-def _weight(event: EventDict) -> int:
-    """Approximate bytes an event holds: its top-level strings plus a fixed overhead per field."""
-    total = 256
-    for value in event.values():
-        total += len(value) if type(value) is str else 64
-    return total
 
 
 _PRIMITIVES = frozenset({str, bool, float})
@@ -150,7 +144,7 @@ def _parse_id(text: Any, length: int) -> int:
     return 0
 
 
-class LogExportQueue:
+class LogExportQueue(LogSink):
     """Bounded hand-off from logging threads to a worker that exports OTLP LogRecords.
 
     Args:
@@ -203,6 +197,7 @@ class LogExportQueue:
         self._dropped = 0
         self._dropped_total = 0
         self._exported_total = 0
+        self._attempted_total = 0
         self._last_drop_report = 0.0
         self._shutdown = False
         self._flush_requested = False
@@ -210,8 +205,11 @@ class LogExportQueue:
         _fork.after_fork_in_child(self._after_fork)
 
     # -- calling thread -------------------------------------------------------------------------
-    def put(self, event_dict: EventDict) -> None:
-        """Queue a copy of ``event_dict`` for export, or count it as dropped when full."""
+    def put(self, event_dict: EventDict, *, copy: bool = True) -> None:
+        """Queue a copy of ``event_dict`` for export, or count it as dropped when full.
+
+        ``copy=False``: the caller hands the dict over and never touches it again.
+        """
         queue = self._queue
         size = len(queue)
         weight = _weight(event_dict)
@@ -220,22 +218,9 @@ class LogExportQueue:
                 self._dropped += 1
             return
         self._queued_bytes += weight  # approximate under threads: a bound, not an account
-        queue.append((dict(event_dict), weight))
+        queue.append((dict(event_dict) if copy else event_dict, weight))
         if size + 1 == self._max_batch_size:
             self._wake.set()
-
-    def __call__(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
-        """Act as a structlog processor: queue the event for export and pass it on."""
-        if event_dict.pop("_logkit_no_export", None):
-            return event_dict
-        if "level" not in event_dict:
-            # An app's own chain without a level processor: the method name is the level.
-            event_dict = {**event_dict, "level": method_name}
-            self.put(event_dict)
-            del event_dict["level"]
-            return event_dict
-        self.put(event_dict)
-        return event_dict
 
     @property
     def dropped_total(self) -> int:
@@ -246,6 +231,11 @@ class LogExportQueue:
     def exported_total(self) -> int:
         """Records the exporter accepted since start-up."""
         return self._exported_total
+
+    @property
+    def settled_total(self) -> int:
+        """Records done with: exported, refused by the exporter, or dropped."""
+        return self._attempted_total + self.dropped_total
 
     # -- worker ---------------------------------------------------------------------------------
     def _start_worker(self) -> None:
@@ -308,6 +298,7 @@ class LogExportQueue:
                 self._count_bad(error)
         if not records:
             return
+        self._attempted_total += len(records)
         try:
             result = self._exporter.export(records)
         except Exception as error:  # noqa: BLE001 - an exporter bug must never stop the worker

@@ -1,0 +1,301 @@
+"""The export helper process: receives an app process's records and sends them as OTLP.
+
+Started by :class:`otel_logkit.handoff.HelperChannel` as ``python -I -c ... READ_FD STATS_FD``,
+one per app process. It never imports the app: it reads the settings and resource from the
+first frame, builds the same exporters, redactor and queues as the in-process path
+(:mod:`otel_logkit.exporters`), and feeds them the records it reads from its pipe:
+- log events go to a :class:`~otel_logkit.logs.otlp.LogExportQueue` (SDK ``LogRecord`` with the
+  span context, attribute limits, the fast OTLP encoder, health reporting);
+- span tuples are rebuilt as SDK ``ReadableSpan`` objects and go through the SDK's
+  ``BatchSpanProcessor`` to the redacting, health-reporting OTLP span exporter.
+
+It ignores SIGINT and SIGTERM (a Ctrl-C or a signal to the process group must not cost the
+app's last records): it ends at the end of its pipe, when the app closes it or dies, or when
+its parent is gone, after sending what it holds within ``LOGKIT_SHUTDOWN_TIMEOUT``. Its own
+lines (export failing, recovered, drops) are JSON lines on the stdout it shares with the app.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import marshal
+import os
+import pickle
+import select
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from types import MappingProxyType
+from typing import Any
+
+import structlog
+from opentelemetry import context
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
+
+from otel_logkit import exporters
+from otel_logkit.config import Settings
+from otel_logkit.handoff import FLUSH, FLUSH_BODY, FRAME, HELLO, LOGS, MAX_FRAME, SPANS, STATS
+from otel_logkit.logs import chain, stdlib
+from otel_logkit.logs.health import ExportHealth, ReportingSpanExporter
+from otel_logkit.logs.otlp import LogExportQueue
+from otel_logkit.redact import Redactor
+
+_STATS_INTERVAL = 0.25
+_KINDS = tuple(SpanKind)
+_STATUS = tuple(StatusCode)
+
+
+class HandedSpan(ReadableSpan):
+    """A ``ReadableSpan`` rebuilt from :func:`otel_logkit.handoff.span_tuple`, dropped counts kept."""
+
+    def __init__(self, item: Any, resource: Resource, scope: InstrumentationScope | None) -> None:
+        (
+            name,
+            trace_id,
+            span_id,
+            flags,
+            state,
+            parent,
+            kind,
+            start_time,
+            end_time,
+            attributes,
+            events,
+            links,
+            status_code,
+            description,
+            dropped_attributes,
+            dropped_events,
+            dropped_links,
+            _,
+        ) = item
+        code = _STATUS[status_code] if 0 <= status_code < len(_STATUS) else StatusCode.UNSET
+        super().__init__(
+            name=name,
+            context=SpanContext(
+                trace_id, span_id, is_remote=False, trace_flags=TraceFlags(flags), trace_state=TraceState(list(state))
+            ),
+            parent=SpanContext(trace_id, parent[0], bool(parent[1])) if parent else None,
+            resource=resource,
+            attributes=attributes,
+            events=[Event(event_name, attributes_, timestamp) for event_name, timestamp, attributes_ in events],
+            links=[
+                Link(SpanContext(t, s, bool(remote), TraceFlags(f)), link_attributes)
+                for t, s, f, remote, link_attributes in links
+            ],
+            kind=_KINDS[kind] if 0 <= kind < len(_KINDS) else SpanKind.INTERNAL,
+            status=Status(code, description if code is StatusCode.ERROR else None),
+            start_time=start_time,
+            end_time=end_time,
+            instrumentation_scope=scope,
+        )
+        self._dropped = (dropped_attributes, dropped_events, dropped_links)
+
+    @property
+    def dropped_attributes(self) -> int:
+        """Attributes the app's span limits dropped."""
+        return int(self._dropped[0])
+
+    @property
+    def dropped_events(self) -> int:
+        """Events the app's span limits dropped."""
+        return int(self._dropped[1])
+
+    @property
+    def dropped_links(self) -> int:
+        """Links the app's span limits dropped."""
+        return int(self._dropped[2])
+
+
+class FrameReader:
+    """Splits the byte stream from the app into ``(kind, payload)`` frames."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> Iterator[tuple[int, bytes]]:
+        """Add ``data``; yield every frame now complete."""
+        buffer = self._buffer
+        buffer += data
+        offset = 0
+        end = len(buffer)
+        while end - offset >= FRAME.size:
+            length, kind = FRAME.unpack_from(buffer, offset)
+            if length > MAX_FRAME:
+                raise ValueError(f"frame of {length} bytes: the stream is corrupt")
+            start = offset + FRAME.size
+            if end - start < length:
+                break
+            yield kind, bytes(buffer[start : start + length])
+            offset = start + length
+        del buffer[:offset]
+
+
+class Helper:
+    """The helper's state: its exporters and counters."""
+
+    def __init__(self, hello: dict[str, Any], stats_fd: int) -> None:
+        fields = hello["settings"]
+        self.settings = Settings(**{**fields, "resource_attributes": MappingProxyType(fields["resource_attributes"])})
+        self.app_pid: int = hello["app_pid"]
+        self.stats_fd = stats_fd
+        settings = self.settings
+        self.resource = Resource(hello["resource"], hello["schema_url"])
+        self.redactor = Redactor.from_settings(settings)
+        self.health = ExportHealth(settings.otlp_endpoint, _report)
+        self.log_queue: LogExportQueue | None = None
+        if hello["logs"]:
+            self.log_queue = exporters.log_export_queue(settings, self.resource, None, self.health, _report)
+        # The helper's own lines: JSON on the shared stdout, exported like the app's.
+        chain.configure_logging(settings, stdlib.LineWriter(sys.stdout), self.redactor, self.log_queue)
+        # Libraries' DEBUG and INFO lines here (urllib3's per request) are the helper's, not the app's.
+        logging.getLogger().setLevel(max(settings.log_level, logging.WARNING))
+        self.spans: BatchSpanProcessor | None = None
+        self.span_exporter: ReportingSpanExporter | None = None
+        if hello["spans"]:
+            self.spans, self.span_exporter = exporters.otlp_span_pipeline(settings, self.health, self.redactor)
+        self._scopes: dict[Any, InstrumentationScope | None] = {}
+        self.received = 0
+        self.acknowledged = 0
+        self.span_drops = 0
+
+    def handle(self, kind: int, payload: bytes) -> None:
+        """Dispatch one frame."""
+        if kind == LOGS:
+            events = marshal.loads(payload)  # noqa: S302 - from our own app process's pipe
+            self.received += len(events)
+            queue = self.log_queue
+            for event in events:
+                if queue is not None:
+                    queue.put(event, copy=False)
+        elif kind == SPANS:
+            items = marshal.loads(payload)  # noqa: S302 - from our own app process's pipe
+            self.received += len(items)
+            for item in items:
+                self._span(item)
+        elif kind == FLUSH:
+            sequence, milliseconds = FLUSH_BODY.unpack(payload)
+            self.flush(milliseconds / 1000)
+            self.acknowledged = max(self.acknowledged, sequence)
+            self.write_stats()
+
+    def _span(self, item: Any) -> None:
+        if self.spans is None:
+            return
+        scope_key = item[17]
+        scope = self._scopes.get(scope_key if scope_key is None else tuple(scope_key), _MISSING)
+        if scope is _MISSING:
+            scope = InstrumentationScope(*scope_key) if scope_key is not None else None
+            self._scopes[scope_key if scope_key is None else tuple(scope_key)] = scope
+        try:
+            span = HandedSpan(item, self.resource, scope)
+        except Exception:  # noqa: BLE001 - a malformed tuple costs itself only
+            self.span_drops += 1
+            return
+        self.spans.on_end(span)
+
+    def flush(self, timeout: float) -> None:
+        """Export everything received, within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        if self.spans is not None:
+            self.spans.force_flush(int(timeout * 1000))
+        if self.log_queue is not None:
+            self.log_queue.force_flush(max(0.0, deadline - time.monotonic()))
+
+    def write_stats(self) -> None:
+        """Tell the app how far the helper got (non-blocking; skipped when the app does not read)."""
+        queue = self.log_queue
+        exporter = self.span_exporter
+        exported_logs = queue.exported_total if queue is not None else 0
+        exported_spans = exporter.exported if exporter is not None else 0
+        settled = (queue.settled_total if queue is not None else 0) + (exporter.settled if exporter else 0)
+        dropped = (queue.dropped_total if queue is not None else 0) + self.span_drops
+        counts = (self.acknowledged, self.received, settled + self.span_drops, exported_logs, exported_spans, dropped)
+        with contextlib.suppress(OSError):
+            os.write(self.stats_fd, STATS.pack(*counts))
+
+    def close(self) -> None:
+        """Send what is held within ``LOGKIT_SHUTDOWN_TIMEOUT``, then stop the exporters."""
+        timeout = self.settings.shutdown_timeout
+        deadline = time.monotonic() + timeout
+        if self.spans is not None:
+            if not self.health.is_failing("traces"):
+                self.spans.force_flush(int(timeout * 1000))
+            if self.span_exporter is not None:
+                # Interrupts the exporter's retries toward a collector that is down.
+                self.span_exporter.shutdown()
+            self.spans.shutdown()  # type: ignore[no-untyped-call]
+        if self.log_queue is not None:
+            self.log_queue.shutdown(max(0.0, deadline - time.monotonic()))
+        self.write_stats()
+
+
+_MISSING: Any = object()
+
+
+def _report(level: str, message: str, fields: dict[str, Any]) -> None:
+    getattr(structlog.get_logger("otel_logkit"), level)(message, **fields)
+
+
+def run(read_fd: int, stats_fd: int) -> None:
+    """Read frames until the end of the pipe (or the parent is gone), then flush and stop."""
+    reader = FrameReader()
+    helper: Helper | None = None
+    parent = os.getppid()
+    last_stats = 0.0
+    os.set_blocking(stats_fd, False)
+    while True:
+        readable, _, _ = select.select([read_fd], [], [], _STATS_INTERVAL)
+        if readable:
+            data = os.read(read_fd, 1024 * 1024)
+            if not data:
+                break
+            for kind, payload in reader.feed(data):
+                if helper is None:
+                    if kind != HELLO:
+                        raise ValueError("the first frame is not the hello frame")
+                    helper = Helper(pickle.loads(payload), stats_fd)  # noqa: S301 - our own app process
+                    continue
+                helper.handle(kind, payload)
+        now = time.monotonic()
+        if helper is not None and now - last_stats >= _STATS_INTERVAL:
+            helper.write_stats()
+            last_stats = now
+        if os.getppid() != parent:
+            break  # the app is gone, whoever still holds the pipe
+    if helper is not None:
+        # Never outlive the app by more than the timeout, whatever an exporter does meanwhile.
+        watchdog = threading.Timer(helper.settings.shutdown_timeout + 1.0, os._exit, (0,))
+        watchdog.daemon = True
+        watchdog.start()
+        helper.close()
+
+
+def main() -> None:
+    """Entry point: ``python -I -c '...main()' READ_FD STATS_FD``."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # The exporters' own HTTP calls are never traced (nothing is instrumented here anyway).
+    context.attach(context.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
+    read_fd, stats_fd = int(sys.argv[1]), int(sys.argv[2])
+    code = 0
+    try:
+        run(read_fd, stats_fd)
+    except Exception as error:  # noqa: BLE001 - one line on stderr, and the app starts another helper
+        sys.stderr.write(f"otel-logkit export helper: {error!r}\n")
+        code = 1
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+    os._exit(code)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
