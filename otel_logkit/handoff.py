@@ -310,6 +310,11 @@ class HelperChannel(LogSink):
         return self._counts[4]
 
     @property
+    def waiting(self) -> int:
+        """Records not yet written to the helper's pipe (0: all handed over)."""
+        return len(self._records) + (1 if self._pending else 0)
+
+    @property
     def carries_spans(self) -> bool:
         """Whether spans are exported through the helper."""
         return self._spans
