@@ -252,7 +252,8 @@ def test_a_killed_helper_is_restarted_its_loss_counted_and_the_app_unaffected() 
             text=True,
         )
         try:
-            assert process.stderr is not None and process.stdin is not None
+            assert process.stderr is not None
+            assert process.stdin is not None
             first = json.loads(process.stderr.readline())["helper"]
             os.kill(first, signal.SIGKILL)
             process.stdin.write("\n")
@@ -304,7 +305,8 @@ def test_a_helper_that_stops_reading_never_blocks_the_app() -> None:
     )
     helper = None
     try:
-        assert process.stderr is not None and process.stdin is not None
+        assert process.stderr is not None
+        assert process.stdin is not None
         helper = json.loads(process.stderr.readline())["helper"]
         os.kill(helper, signal.SIGSTOP)
         process.stdin.write("\n")
