@@ -132,7 +132,12 @@ def helper_command() -> list[str]:
     the helper is never instrumented and never imports the app), finding otel-logkit where the
     app found it."""
     package_parent = str(Path(__file__).resolve().parent.parent)
-    boot = f"import sys; sys.path.append({package_parent!r}); from otel_logkit.export_helper import main; main()"
+    boot = (
+        # Signals first: a SIGTERM or Ctrl-C meant for the app must not end the helper while it
+        # starts (it ends at the end of its pipe, after sending the app's last records).
+        "import signal; signal.signal(signal.SIGTERM, signal.SIG_IGN); signal.signal(signal.SIGINT, signal.SIG_IGN); "
+        f"import sys; sys.path.append({package_parent!r}); from otel_logkit.export_helper import main; main()"
+    )
     return [sys.executable, "-I", "-c", boot]
 
 
@@ -510,6 +515,9 @@ class HelperChannel(LogSink):
                 pass_fds=(read_fd, stats_write),
                 stdin=subprocess.DEVNULL,
                 close_fds=True,
+                # Its own process group: signals sent to the app's group (a terminal's Ctrl-C, a
+                # supervisor's killpg) are the app's to handle.
+                process_group=0,
             )
         except Exception as error:  # noqa: BLE001 - no helper: records wait (bounded), then drop
             for fd in (write_fd, stats_read):
