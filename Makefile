@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PORT   ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help install test compat lint typecheck run demo stack collector logql-grammar e2e bench clean
+.PHONY: help install test test-inprocess compat lint typecheck run demo stack collector logql-grammar e2e e2e-inprocess bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -20,6 +20,9 @@ $(VENV)/.installed: pyproject.toml
 
 test: install ## unit and integration tests (Python only, no collector)
 	$(BIN)/python -m pytest -m "not e2e" tests
+
+test-inprocess: install ## the integration tests again, exporting from the app's own threads (LOGKIT_EXPORT_PROCESS=false)
+	LOGKIT_EXPORT_PROCESS=false $(BIN)/python -m pytest -m "not e2e" tests/integration
 
 compat: install ## Flask's and FastAPI's own test suites, bare vs under otel-logkit-instrument: same outcome per test
 	$(BIN)/python compat/run.py
@@ -53,6 +56,9 @@ $(LOGQL_DIR)/node_modules/.package-lock.json: $(LOGQL_DIR)/package-lock.json
 
 e2e: install collector logql-grammar ## end-to-end tests through the real collector, local backends and Prometheus
 	$(BIN)/python -m pytest -m e2e tests/e2e
+
+e2e-inprocess: install collector logql-grammar ## the end-to-end tests again with LOGKIT_EXPORT_PROCESS=false
+	LOGKIT_EXPORT_PROCESS=false $(BIN)/python -m pytest -m e2e tests/e2e
 
 bench: install ## benchmarks (bench/; bench_http.py needs wrk, bench_celery.py redis-server: apt-get install -y wrk redis-server), see bench/RESULTS.md
 	$(BIN)/python bench/bench_logging.py

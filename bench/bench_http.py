@@ -14,7 +14,11 @@ goes to /dev/null. The official path uses ``opentelemetry-distro`` (installed on
 
 Run: ``.venv/bin/python bench/bench_http.py [--seconds 5] [--rounds 3] [--connections 16] [--ablations]
 [--skip-official]``;
-``--ablations`` adds otel-logkit runs with the OTLP log and/or span export off (where the time goes)
+Every run has two otel-logkit variants beside the default (export through the per-process helper):
+with both exports off (``OTEL_*_EXPORTER=none``: what export costs) and with export from the app's
+own threads (``LOGKIT_EXPORT_PROCESS=false``). CPU per request is read from ``/proc`` for the app
+process and, separately, for its descendants (the export helper).
+``--ablations`` adds otel-logkit runs with the OTLP log or the span export off (where the time goes)
 and one with 10 % of traces sampled (``OTEL_TRACES_SAMPLER=parentbased_traceidratio``).
 This is a benchmark, not a test: it prints numbers and asserts nothing.
 """
@@ -105,6 +109,7 @@ class Variant:
     prefix: list[str]
     env: dict[str, str]
     results: dict[str, list[tuple[float, float, float]]] = field(default_factory=dict)
+    cpu: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     startup: list[float] = field(default_factory=list)
 
 
@@ -151,17 +156,19 @@ def variants(gateway: str, sink: str, *, ablations: bool = False) -> list[Varian
         Variant("bare", [], base),
         Variant("opentelemetry-instrument", [str(BIN / "opentelemetry-instrument")], official),
         Variant("otel-logkit-instrument", logkit_prefix, logkit),
+        # What export costs: the same run exporting nothing, and exporting from the app's threads.
+        Variant(
+            "  logkit, no export",
+            logkit_prefix,
+            {**logkit, "OTEL_LOGS_EXPORTER": "none", "OTEL_TRACES_EXPORTER": "none"},
+        ),
+        Variant("  logkit, in-process export", logkit_prefix, {**logkit, "LOGKIT_EXPORT_PROCESS": "false"}),
     ]
     if ablations:
-        # Where the time goes: the same otel-logkit run with one or both OTLP exports off.
+        # Where the time goes: the same otel-logkit run with one OTLP export off.
         result += [
             Variant("  logkit, no log export", logkit_prefix, {**logkit, "OTEL_LOGS_EXPORTER": "none"}),
             Variant("  logkit, no span export", logkit_prefix, {**logkit, "OTEL_TRACES_EXPORTER": "none"}),
-            Variant(
-                "  logkit, no export",
-                logkit_prefix,
-                {**logkit, "OTEL_LOGS_EXPORTER": "none", "OTEL_TRACES_EXPORTER": "none"},
-            ),
             Variant(
                 "  logkit, 10% sampled",
                 logkit_prefix,
@@ -171,7 +178,7 @@ def variants(gateway: str, sink: str, *, ablations: bool = False) -> list[Varian
     return result
 
 
-def start(variant: Variant, port: int) -> tuple[subprocess.Popen[bytes], float]:
+def start(variant: Variant, port: int, stdout: Any = subprocess.DEVNULL) -> tuple[subprocess.Popen[bytes], float]:
     """Start the app; return the process and the seconds until it answered its first request."""
     command = [
         *variant.prefix,
@@ -190,7 +197,7 @@ def start(variant: Variant, port: int) -> tuple[subprocess.Popen[bytes], float]:
     ]
     started = time.monotonic()
     process = subprocess.Popen(
-        command, env=variant.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        command, env=variant.env, stdout=stdout, stderr=subprocess.DEVNULL, start_new_session=True
     )
     deadline = started + 60
     while time.monotonic() < deadline:
@@ -213,6 +220,31 @@ def stop(process: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(5)
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu(pid: int) -> tuple[float, float]:
+    """CPU seconds (user + system) used so far by ``pid`` itself and by its descendants (the
+    export helper), from ``/proc``."""
+    parents: dict[int, int] = {}
+    used: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry)] = int(fields[1])
+        used[int(entry)] = (int(fields[11]) + int(fields[12])) / _TICK
+    descendants, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - descendants
+        descendants |= frontier
+    return used.get(pid, 0.0), sum(used.get(child, 0.0) for child in descendants)
 
 
 def wrk(url: str, seconds: float, connections: int, script: str | None) -> tuple[float, float, float]:
@@ -240,7 +272,7 @@ def main() -> None:
     parser.add_argument("--skip-official", action="store_true", help="leave opentelemetry-instrument out")
     args = parser.parse_args()
     ensure_official_distro()
-    budget = args.rounds * (7 if args.ablations else 3) * (2 * args.seconds + 15) + 60
+    budget = args.rounds * (8 if args.ablations else 5) * (2 * args.seconds + 15) + 60
     gateway_port, sink_port = free_port(), free_port()
     helpers = [
         subprocess.Popen([sys.executable, __file__, "--gateway", str(gateway_port), str(budget)]),
@@ -268,8 +300,14 @@ def main() -> None:
                     wrk(f"{base}/ping", 1, args.connections, None)  # warm-up
                     wrk(f"{base}/orders", 1, args.connections, lua.name)
                     for endpoint, script in (("/ping", None), ("/orders", lua.name)):
+                        app_before, helper_before = tree_cpu(process.pid)
                         result = wrk(f"{base}{endpoint}", args.seconds, args.connections, script)
+                        app_after, helper_after = tree_cpu(process.pid)
                         variant.results.setdefault(endpoint, []).append(result)
+                        requests = result[0] * args.seconds
+                        variant.cpu.setdefault(endpoint, []).append(
+                            ((app_after - app_before) / requests * 1e6, (helper_after - helper_before) / requests * 1e6)
+                        )
                 finally:
                     stop(process)
                 print(f"round {round_index + 1}: {variant.name} done", file=sys.stderr)
@@ -285,15 +323,25 @@ def report(all_variants: list[Variant], args: argparse.Namespace) -> None:
     """Print medians and ratios to bare uvicorn."""
     bare = all_variants[0]
     print(f"\n{args.rounds} rounds x {args.seconds:g}s per endpoint, wrk -t1 -c{args.connections}, medians\n")
-    print(f"{'variant':<26}{'endpoint':<10}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'x req/s':>9}{'x p99':>8}")
+    print(
+        f"{'variant':<28}{'endpoint':<10}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'x req/s':>9}{'x p99':>8}"
+        f"{'app us/req':>12}{'helper us/req':>15}"
+    )
     for variant in all_variants:
         for endpoint in ("/ping", "/orders"):
             rps, p50, p99 = (statistics.median(v) for v in zip(*variant.results[endpoint], strict=True))
             bare_rps, _, bare_p99 = (statistics.median(v) for v in zip(*bare.results[endpoint], strict=True))
+            app_cpu, helper_cpu = (statistics.median(v) for v in zip(*variant.cpu[endpoint], strict=True))
             print(
-                f"{variant.name:<26}{endpoint:<10}{rps:>9.0f}{p50:>9.2f}{p99:>9.2f}"
-                f"{rps / bare_rps:>9.2f}{p99 / bare_p99:>8.1f}"
+                f"{variant.name:<28}{endpoint:<10}{rps:>9.0f}{p50:>9.2f}{p99:>9.2f}"
+                f"{rps / bare_rps:>9.2f}{p99 / bare_p99:>8.1f}{app_cpu:>12.0f}{helper_cpu:>15.0f}"
             )
+    logkit = next(v for v in all_variants if v.name == "otel-logkit-instrument")
+    quiet = next(v for v in all_variants if v.name.strip() == "logkit, no export")
+    for endpoint in ("/ping", "/orders"):
+        exported = statistics.median(r[0] for r in logkit.results[endpoint])
+        none = statistics.median(r[0] for r in quiet.results[endpoint])
+        print(f"export cost on {endpoint}: exported / no export = {exported / none:.2f}x req/s")
     print()
     bare_start = statistics.median(bare.startup)
     for variant in all_variants:

@@ -203,7 +203,10 @@ class Helper:
         self.spans.on_end(span)
 
     def flush(self, timeout: float) -> None:
-        """Export everything received, within ``timeout`` seconds."""
+        """Export everything received, within ``timeout`` seconds; at once with the collector
+        known to be down (the app's stdout has every line, waiting would only hold the app)."""
+        if self.health.is_failing():
+            return
         deadline = time.monotonic() + timeout
         if self.spans is not None:
             self.spans.force_flush(int(timeout * 1000))

@@ -48,8 +48,11 @@ def http_status(url: str, timeout: float = 1.0) -> int | None:
 
 
 def child_env(**extra: str) -> dict[str, str]:
-    """This environment minus OTEL_/LOGKIT_/AWS_ variables, plus ``extra``."""
+    """This environment minus OTEL_/LOGKIT_/AWS_ variables (but the export path switch), plus ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "LOGKIT_", "AWS_", "PYTEST_"))}
+    if "LOGKIT_EXPORT_PROCESS" in os.environ:
+        # The export path under test (`make test-inprocess`, `make e2e-inprocess`): kept for children.
+        env["LOGKIT_EXPORT_PROCESS"] = os.environ["LOGKIT_EXPORT_PROCESS"]
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra)
     return env

@@ -91,6 +91,7 @@ def env_for(receiver: OTLPReceiver | None, **extra: str) -> dict[str, str]:
         "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
         "OTEL_BSP_SCHEDULE_DELAY": "200",
         "PYTHONPATH": str(ROOT),
+        "LOGKIT_EXPORT_PROCESS": "true",  # these tests are about the helper, on either test pass
     }
     return base_env(**{**settings, **extra})
 

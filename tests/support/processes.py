@@ -40,8 +40,12 @@ def wait_http(url: str, timeout: float = 20.0) -> None:
 
 
 def base_env(**extra: str) -> dict[str, str]:
-    """The environment for a child: this one minus OTEL_/LOGKIT_ variables, plus ``extra``."""
+    """The environment for a child: this one minus OTEL_/LOGKIT_ variables (but the export path
+    switch), plus ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "LOGKIT_", "PYTEST_"))}
+    if "LOGKIT_EXPORT_PROCESS" in os.environ:
+        # The export path under test (`make test-inprocess`, `make e2e-inprocess`): kept for children.
+        env["LOGKIT_EXPORT_PROCESS"] = os.environ["LOGKIT_EXPORT_PROCESS"]
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra)
     return env
