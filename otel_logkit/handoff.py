@@ -47,6 +47,7 @@ from typing import Any
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.trace import SpanKind, StatusCode
 from structlog.typing import EventDict
 
 from otel_logkit import _failsafe, _fork
@@ -75,41 +76,64 @@ _STABLE_AFTER = 10.0
 Report = Callable[[str, str, dict[str, Any]], None]
 
 
+_KIND_VALUES = {kind: kind.value for kind in SpanKind}
+_STATUS_VALUES = {code: code.value for code in StatusCode}
+
+
+def _plain_attributes(attributes: Any) -> dict[str, Any] | None:
+    """A plain dict of span attributes: the SDK's ``BoundedAttributes`` keeps one inside (copying
+    that is a C call; iterating the mapping itself takes a lock per key)."""
+    if not attributes:
+        return None
+    inner = getattr(attributes, "_dict", None)
+    return dict(inner if isinstance(inner, dict) else attributes)
+
+
 def span_tuple(span: ReadableSpan) -> tuple[Any, ...]:
     """A finished span as built-in types (``marshal``-able); :mod:`otel_logkit.export_helper`
-    rebuilds the ``ReadableSpan``."""
-    context = span.context
+    rebuilds the ``ReadableSpan`` (a unit test checks that both encode to the same OTLP bytes)."""
+    try:
+        # The SDK span's own fields: its properties copy events and links under a lock and wrap
+        # attributes in a proxy, several µs per span on the hand-off thread.
+        name, context, parent, kind = span._name, span._context, span._parent, span._kind
+        attributes, events, links = span._attributes, span._events, span._links
+        status, scope = span._status, span._instrumentation_scope
+        start_time, end_time = span._start_time, span._end_time
+    except AttributeError:  # another ReadableSpan implementation: its public properties
+        name, context, parent, kind = span.name, span.context, span.parent, span.kind
+        attributes, events, links = span.attributes, span.events, span.links
+        status, scope = span.status, span.instrumentation_scope
+        start_time, end_time = span.start_time, span.end_time
     assert context is not None  # a finished SDK span always has its context
-    parent = span.parent
-    status = span.status
-    scope = span.instrumentation_scope
     return (
-        span.name,
+        name,
         context.trace_id,
         context.span_id,
         int(context.trace_flags),
         tuple(context.trace_state.items()) if context.trace_state else (),
         (parent.span_id, parent.is_remote) if parent is not None else None,
-        span.kind.value,
-        span.start_time,
-        span.end_time,
-        dict(span.attributes) if span.attributes else None,
-        tuple((e.name, e.timestamp, dict(e.attributes) if e.attributes else None) for e in span.events),
+        _KIND_VALUES.get(kind, 0),
+        start_time,
+        end_time,
+        _plain_attributes(attributes),
+        tuple((e.name, e.timestamp, _plain_attributes(e.attributes)) for e in events) if events else (),
         tuple(
             (
                 link.context.trace_id,
                 link.context.span_id,
                 int(link.context.trace_flags),
                 link.context.is_remote,
-                dict(link.attributes) if link.attributes else None,
+                _plain_attributes(link.attributes),
             )
-            for link in span.links
-        ),
-        status.status_code.value,
+            for link in links
+        )
+        if links
+        else (),
+        _STATUS_VALUES.get(status.status_code, 0),
         status.description,
-        span.dropped_attributes,
-        span.dropped_events,
-        span.dropped_links,
+        getattr(attributes, "dropped", 0),
+        getattr(events, "dropped", 0),
+        getattr(links, "dropped", 0),
         (scope.name, scope.version, scope.schema_url) if scope is not None else None,
     )
 
