@@ -42,7 +42,7 @@ from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode,
 
 from otel_logkit import exporters
 from otel_logkit.config import Settings
-from otel_logkit.handoff import FLUSH, FLUSH_BODY, FRAME, HELLO, LOGS, MAX_FRAME, SPANS, STATS
+from otel_logkit.handoff import DROP_REPORT_INTERVAL, FLUSH, FLUSH_BODY, FRAME, HELLO, LOGS, MAX_FRAME, SPANS, STATS
 from otel_logkit.logs import chain, stdlib
 from otel_logkit.logs.health import ExportHealth, ReportingSpanExporter
 from otel_logkit.logs.otlp import LogExportQueue
@@ -50,7 +50,6 @@ from otel_logkit.redact import Redactor
 
 _STATS_INTERVAL = 0.25
 _KINDS = tuple(SpanKind)
-_STATUS = tuple(StatusCode)
 
 
 class HandedSpan(ReadableSpan):
@@ -58,7 +57,7 @@ class HandedSpan(ReadableSpan):
 
     def __init__(self, item: Any, resource: Resource, scope: InstrumentationScope | None) -> None:
         (
-            name,
+            self._name,
             trace_id,
             span_id,
             flags,
@@ -77,26 +76,25 @@ class HandedSpan(ReadableSpan):
             dropped_links,
             _,
         ) = item
-        code = _STATUS[status_code] if 0 <= status_code < len(_STATUS) else StatusCode.UNSET
-        super().__init__(
-            name=name,
-            context=SpanContext(
-                trace_id, span_id, is_remote=False, trace_flags=TraceFlags(flags), trace_state=TraceState(list(state))
-            ),
-            parent=SpanContext(trace_id, parent[0], bool(parent[1])) if parent else None,
-            resource=resource,
-            attributes=attributes,
-            events=[Event(event_name, attributes_, timestamp) for event_name, timestamp, attributes_ in events],
-            links=[
-                Link(SpanContext(t, s, bool(remote), TraceFlags(f)), link_attributes)
-                for t, s, f, remote, link_attributes in links
-            ],
-            kind=_KINDS[kind] if 0 <= kind < len(_KINDS) else SpanKind.INTERNAL,
-            status=Status(code, description if code is StatusCode.ERROR else None),
-            start_time=start_time,
-            end_time=end_time,
-            instrumentation_scope=scope,
+        # ReadableSpan's own fields, set directly: its initializer builds defaults (an empty
+        # resource, a status) that are thrown away here at once, for every span.
+        self._context = SpanContext(
+            trace_id, span_id, is_remote=False, trace_flags=_flags(flags), trace_state=TraceState(list(state))
         )
+        self._parent = SpanContext(trace_id, parent[0], bool(parent[1])) if parent else None
+        self._resource = resource
+        self._attributes = attributes
+        self._events = [Event(event_name, attributes_, timestamp) for event_name, timestamp, attributes_ in events]
+        self._links = [
+            Link(SpanContext(t, s, bool(remote), _flags(f)), link_attributes)
+            for t, s, f, remote, link_attributes in links
+        ]
+        self._kind = _KINDS[kind] if 0 <= kind < len(_KINDS) else SpanKind.INTERNAL
+        self._status = _status(status_code, description)
+        self._start_time = start_time
+        self._end_time = end_time
+        self._instrumentation_scope = scope
+        self._instrumentation_info = None
         self._dropped = (dropped_attributes, dropped_events, dropped_links)
 
     @property
@@ -113,6 +111,20 @@ class HandedSpan(ReadableSpan):
     def dropped_links(self) -> int:
         """Links the app's span limits dropped."""
         return int(self._dropped[2])
+
+
+_FLAGS = {flags: TraceFlags(flags) for flags in range(256)}
+_UNSET, _OK = Status(StatusCode.UNSET), Status(StatusCode.OK)
+
+
+def _flags(value: int) -> TraceFlags:
+    return _FLAGS.get(value) or TraceFlags(value & 0xFF)
+
+
+def _status(code: int, description: str | None) -> Status:
+    if code == StatusCode.ERROR.value:
+        return Status(StatusCode.ERROR, description)
+    return _OK if code == StatusCode.OK.value else _UNSET
 
 
 class FrameReader:
@@ -160,8 +172,17 @@ class Helper:
         logging.getLogger().setLevel(max(settings.log_level, logging.WARNING))
         self.spans: BatchSpanProcessor | None = None
         self.span_exporter: ReportingSpanExporter | None = None
+        # Spans arrive in bursts from the pipe, not one per request: the gate below holds at most
+        # this many at a time and counts the rest (the SDK's queue would log each drop).
+        self.span_capacity = int(os.environ.get("OTEL_BSP_MAX_QUEUE_SIZE") or settings.export_queue_size)
+        self.spans_handed = 0
+        self.span_drops_unreported = 0
+        self.last_span_report = 0.0
         if hello["spans"]:
-            self.spans, self.span_exporter = exporters.otlp_span_pipeline(settings, self.health, self.redactor)
+            batch = int(os.environ.get("OTEL_BSP_MAX_EXPORT_BATCH_SIZE") or 512)
+            self.spans, self.span_exporter = exporters.otlp_span_pipeline(
+                settings, self.health, self.redactor, max_queue_size=self.span_capacity + batch
+            )
         self._scopes: dict[Any, InstrumentationScope | None] = {}
         self.received = 0
         self.acknowledged = 0
@@ -173,9 +194,10 @@ class Helper:
             events = marshal.loads(payload)  # noqa: S302 - from our own app process's pipe
             self.received += len(events)
             queue = self.log_queue
-            for event in events:
-                if queue is not None:
-                    queue.put(event, copy=False)
+            if queue is not None and events:
+                weight = 256 + len(payload) // len(events)  # what the record takes on the wire, about
+                for event in events:
+                    queue.put(event, copy=False, weight=weight)
         elif kind == SPANS:
             items = marshal.loads(payload)  # noqa: S302 - from our own app process's pipe
             self.received += len(items)
@@ -188,7 +210,12 @@ class Helper:
             self.write_stats()
 
     def _span(self, item: Any) -> None:
-        if self.spans is None:
+        if self.spans is None or self.span_exporter is None:
+            return
+        if self.spans_handed - self.span_exporter.settled >= self.span_capacity:
+            self.span_drops += 1
+            self.span_drops_unreported += 1
+            self._report_span_drops()
             return
         scope_key = item[17]
         scope = self._scopes.get(scope_key if scope_key is None else tuple(scope_key), _MISSING)
@@ -201,6 +228,19 @@ class Helper:
             self.span_drops += 1
             return
         self.spans.on_end(span)
+        self.spans_handed += 1
+
+    def _report_span_drops(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not self.span_drops_unreported or (not force and now - self.last_span_report < DROP_REPORT_INTERVAL):
+            return
+        dropped, self.span_drops_unreported = self.span_drops_unreported, 0
+        self.last_span_report = now
+        _report(
+            "warning",
+            "spans dropped from the OTLP export: queue full",
+            {"dropped": dropped, "queue_size": self.span_capacity},
+        )
 
     def flush(self, timeout: float) -> None:
         """Export everything received, within ``timeout`` seconds; at once with the collector
@@ -215,6 +255,7 @@ class Helper:
 
     def write_stats(self) -> None:
         """Tell the app how far the helper got (non-blocking; skipped when the app does not read)."""
+        self._report_span_drops()
         queue = self.log_queue
         exporter = self.span_exporter
         exported_logs = queue.exported_total if queue is not None else 0
@@ -227,6 +268,7 @@ class Helper:
 
     def close(self) -> None:
         """Send what is held within ``LOGKIT_SHUTDOWN_TIMEOUT``, then stop the exporters."""
+        self._report_span_drops(force=True)
         timeout = self.settings.shutdown_timeout
         deadline = time.monotonic() + timeout
         if self.spans is not None:
@@ -255,9 +297,10 @@ def run(read_fd: int, stats_fd: int) -> None:
     parent = os.getppid()
     last_stats = 0.0
     os.set_blocking(stats_fd, False)
+    poller = select.poll()
+    poller.register(read_fd, select.POLLIN | select.POLLHUP | select.POLLERR)
     while True:
-        readable, _, _ = select.select([read_fd], [], [], _STATS_INTERVAL)
-        if readable:
+        if poller.poll(_STATS_INTERVAL * 1000):
             data = os.read(read_fd, 1024 * 1024)
             if not data:
                 break

@@ -74,9 +74,10 @@ def log_export_queue(
 
 
 def otlp_span_pipeline(
-    settings: Settings, health: ExportHealth, redactor: Redactor
+    settings: Settings, health: ExportHealth, redactor: Redactor, *, max_queue_size: int | None = None
 ) -> tuple[BatchSpanProcessor, ReportingSpanExporter]:
-    """Batching (the SDK's ``OTEL_BSP_*``), redaction, health reporting, then the OTLP exporter."""
+    """Batching (the SDK's ``OTEL_BSP_*``, ``max_queue_size`` if given), redaction, health
+    reporting, then the OTLP exporter."""
     reporting = ReportingSpanExporter(otlp_exporter(settings, "traces"), health)
     exporter: SpanExporter = RedactingSpanExporter(reporting, redactor)
-    return BatchSpanProcessor(exporter), reporting
+    return BatchSpanProcessor(exporter, max_queue_size=max_queue_size), reporting

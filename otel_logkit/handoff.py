@@ -147,6 +147,13 @@ def _marshal(items: list[Any]) -> bytes:
         return marshal.dumps([plain(item) for item in items], 4)
 
 
+def _wait_for(fd: int, event: int, timeout: float) -> bool:
+    """Wait until ``fd`` is ready for ``event`` (poll: a server's descriptors go past select's 1024)."""
+    poller = select.poll()
+    poller.register(fd, event | select.POLLERR | select.POLLHUP)
+    return bool(poller.poll(timeout * 1000))
+
+
 def _frame(kind: int, payload: bytes) -> bytes:
     return FRAME.pack(len(payload), kind) + payload
 
@@ -185,7 +192,6 @@ class HelperChannel(LogSink):
         "_broken",
         "_cond",
         "_counts",
-        "_dead_helpers",
         "_dropped",
         "_dropped_total",
         "_fails",
@@ -259,7 +265,6 @@ class HelperChannel(LogSink):
         self._max_bytes = max_bytes
         self._max_pending_bytes = max_pending_bytes
         self._stopped = False
-        self._dead_helpers: list[subprocess.Popen[bytes]] = []
         self._reset()
         _fork.after_fork_in_child(self._after_fork)
 
@@ -473,7 +478,7 @@ class HelperChannel(LogSink):
                 remaining = (deadline - time.monotonic()) if deadline is not None else 0.0
                 if remaining <= 0:
                     return
-                select.select([], [self._write_fd], [], min(remaining, 0.05))
+                _wait_for(self._write_fd, select.POLLOUT, min(remaining, 0.05))
                 continue
             except OSError:
                 self._broken = True  # the helper is gone (EPIPE): handled at the next cycle
@@ -494,10 +499,8 @@ class HelperChannel(LogSink):
         """Read the helper's latest counters; tell whether the helper is still there."""
         if self._stats_fd < 0:
             return False
-        if wait > 0:
-            readable, _, _ = select.select([self._stats_fd], [], [], wait)
-            if not readable:
-                return True
+        if wait > 0 and not _wait_for(self._stats_fd, select.POLLIN, wait):
+            return True
         try:
             data = os.read(self._stats_fd, 64 * STATS.size)
         except BlockingIOError:

@@ -205,14 +205,16 @@ class LogExportQueue(LogSink):
         _fork.after_fork_in_child(self._after_fork)
 
     # -- calling thread -------------------------------------------------------------------------
-    def put(self, event_dict: EventDict, *, copy: bool = True) -> None:
+    def put(self, event_dict: EventDict, *, copy: bool = True, weight: int | None = None) -> None:
         """Queue a copy of ``event_dict`` for export, or count it as dropped when full.
 
-        ``copy=False``: the caller hands the dict over and never touches it again.
+        ``copy=False``: the caller hands the dict over and never touches it again; ``weight``:
+        the caller knows its approximate size in bytes.
         """
         queue = self._queue
         size = len(queue)
-        weight = _weight(event_dict)
+        if weight is None:
+            weight = _weight(event_dict)
         if size >= self._max_queue_size or self._queued_bytes + weight > self._max_queue_bytes or self._shutdown:
             with self._drop_lock:
                 self._dropped += 1

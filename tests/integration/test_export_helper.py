@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -404,3 +405,37 @@ def test_gunicorn_preload_workers_each_get_a_helper(tmp_path: Path) -> None:
             stop(process, signal.SIGTERM)
             output.finish()
         assert wait_until(lambda: not any(alive(pid) for pid in spawned), timeout=15)
+
+
+def test_a_burst_of_spans_past_the_helpers_queue_is_counted_and_reported_once() -> None:
+    """A collector that never answers, 3,000 spans against a queue of 200: the excess is dropped,
+    counted, reported in one line (and a summary at exit) — never one line per span."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)  # accepts connections into the backlog, never answers
+        endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        command = script(
+            """
+            from opentelemetry import trace
+            tracer = trace.get_tracer("burst")
+            for index in range(3000):
+                with tracer.start_as_current_span("work", attributes={"index": index}):
+                    pass
+            assert handed_over()
+            time.sleep(1.0)  # the helper reads the burst
+            """
+        )
+        env = env_for(
+            None,
+            OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
+            OTEL_BSP_MAX_QUEUE_SIZE="200",
+            OTEL_EXPORTER_OTLP_TIMEOUT="1",
+            LOGKIT_SHUTDOWN_TIMEOUT="1",
+        )
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    reports = [line for line in lines if line["message"] == "spans dropped from the OTLP export: queue full"]
+    assert 1 <= len(reports) <= 2, reports
+    assert sum(report["dropped"] for report in reports) >= 3000 - 200 - 512
+    assert not [line for line in lines if "Queue full, dropping" in line["message"]]
