@@ -123,6 +123,17 @@ def script(body: str) -> list[str]:
     return [sys.executable, "-c", prelude + textwrap.dedent(body)]
 
 
+def signal_the_helper(process: subprocess.Popen[str], sig: int) -> int:
+    """Read the helper's pid the script says on stderr, send it ``sig``, let the script go on."""
+    assert process.stderr is not None
+    assert process.stdin is not None
+    helper = int(json.loads(process.stderr.readline())["helper"])
+    os.kill(helper, sig)
+    process.stdin.write("\n")
+    process.stdin.flush()
+    return helper
+
+
 def messages(receiver: OTLPReceiver, prefix: str) -> list[str]:
     """Bodies of the received log records that start with ``prefix``."""
     return [str(r.body) for r in receiver.logs if str(r.body).startswith(prefix)]
@@ -254,12 +265,7 @@ def test_a_killed_helper_is_restarted_its_loss_counted_and_the_app_unaffected() 
             text=True,
         )
         try:
-            assert process.stderr is not None
-            assert process.stdin is not None
-            first = json.loads(process.stderr.readline())["helper"]
-            os.kill(first, signal.SIGKILL)
-            process.stdin.write("\n")
-            process.stdin.flush()
+            first = signal_the_helper(process, signal.SIGKILL)
             out, err = process.communicate(timeout=60)
         finally:
             if process.poll() is None:
@@ -307,12 +313,8 @@ def test_a_helper_that_stops_reading_never_blocks_the_app() -> None:
     )
     helper = None
     try:
+        helper = signal_the_helper(process, signal.SIGSTOP)
         assert process.stderr is not None
-        assert process.stdin is not None
-        helper = json.loads(process.stderr.readline())["helper"]
-        os.kill(helper, signal.SIGSTOP)
-        process.stdin.write("\n")
-        process.stdin.flush()
         reader = OutputReader(process)  # stdout: 20,000 lines of 2 kB must not fill its pipe
         said = json.loads(process.stderr.readline())
         os.kill(helper, signal.SIGCONT)  # it holds the app's stdout: let it run to its end
