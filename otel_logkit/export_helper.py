@@ -49,6 +49,7 @@ from otel_logkit.logs.otlp import LogExportQueue
 from otel_logkit.redact import Redactor
 
 _STATS_INTERVAL = 0.25
+_NICE = 10
 _KINDS = tuple(SpanKind)
 
 
@@ -332,6 +333,10 @@ def main() -> None:
     # The exporters' own HTTP calls are never traced (nothing is instrumented here anyway).
     context.attach(context.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
     read_fd, stats_fd = int(sys.argv[1]), int(sys.argv[2])
+    # When CPU is scarce the app's requests come first: the helper takes what is left, and what
+    # it cannot keep up with is bounded, dropped from the export and counted.
+    with contextlib.suppress(OSError):
+        os.nice(_NICE)
     code = 0
     try:
         run(read_fd, stats_fd)
