@@ -17,7 +17,8 @@ Steps, per environment:
   ``opentelemetry-instrument uvicorn`` and ``otel-logkit-instrument uvicorn``, with the exporters
   ``none`` and ``otlp`` (towards a closed local port), and the ratio to bare uvicorn of the same run.
 
-Run: ``.venv/bin/python bench/bench_startup.py [--rounds 7] [--skip-small]``.
+Run: ``.venv/bin/python bench/bench_startup.py [--rounds 7] [--skip-small] [--exporters none,otlp]
+[--steps runner,child,imports,first]``.
 This is a benchmark, not a test: it prints numbers and asserts nothing.
 """
 
@@ -67,12 +68,11 @@ from otel_logkit import _autoinit
 t.append(T())
 groups = _autoinit.entry_point_groups()
 t.append(T())
-distro = _autoinit.LogkitDistro()
-distro.configure()
+_autoinit.set_defaults()
 t.append(T())
-_autoinit.LogkitConfigurator().configure()
+_autoinit.configure_or_exit()
 t.append(T())
-_autoinit.load_instrumentors(distro, groups)
+_autoinit.load_instrumentors(groups)
 t.append(T())
 print(json.dumps([b - a for a, b in zip(t, t[1:])]))
 """
@@ -258,17 +258,23 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--skip-small", action="store_true", help="only the project's .venv")
     parser.add_argument("--exporters", default="none,otlp", help="comma-separated: none, otlp")
+    parser.add_argument("--steps", default="runner,child,imports,first", help="comma-separated subset")
     args = parser.parse_args()
     environments = {"project .venv": Path(sys.executable).parent}
     if not args.skip_small:
         environments["small venv"] = small_venv()
     for title, bindir in environments.items():
         print(f"== {title} ({_distributions(bindir)} distributions)")
-        bench_runner(bindir, args.rounds)
+        steps = args.steps.split(",")
+        if "runner" in steps:
+            bench_runner(bindir, args.rounds)
         for exporters in args.exporters.split(","):
-            bench_child(bindir, args.rounds, exporters)
-            bench_imports(bindir, exporters)
-            bench_first_response(bindir, args.rounds, exporters)
+            if "child" in steps:
+                bench_child(bindir, args.rounds, exporters)
+            if "imports" in steps:
+                bench_imports(bindir, exporters)
+            if "first" in steps:
+                bench_first_response(bindir, args.rounds, exporters)
 
 
 if __name__ == "__main__":
