@@ -15,7 +15,9 @@ Steps, per environment:
 - imports: the largest imports under the sitecustomize (``python -X importtime``);
 - first response: spawn to the first answered ``GET /ping`` on 127.0.0.1 for bare ``uvicorn``,
   ``opentelemetry-instrument uvicorn`` and ``otel-logkit-instrument uvicorn``, with the exporters
-  ``none`` and ``otlp`` (towards a closed local port), and the ratio to bare uvicorn of the same run.
+  ``none`` and ``otlp`` (towards a closed local port), and the ratio to bare uvicorn of the same run;
+  also the CPU time the server had used by then (the launcher's exec keeps the pid), which
+  another process's load on a shared machine does not stretch.
 
 Run: ``.venv/bin/python bench/bench_startup.py [--rounds 7] [--skip-small] [--exporters none,otlp]
 [--steps runner,child,imports,first]``.
@@ -107,8 +109,10 @@ def _wall(args: list[str], env: dict[str, str]) -> float:
     return time.perf_counter() - started
 
 
-def _median(measure: Callable[[], float], rounds: int) -> float:
-    return statistics.median(measure() for _ in range(rounds))
+def _median(measure: Callable[[], float], rounds: int) -> tuple[float, float]:
+    """Median and minimum of ``rounds`` measurements (the machine may be shared: both matter)."""
+    runs = [measure() for _ in range(rounds)]
+    return statistics.median(runs), min(runs)
 
 
 def _sitecustomize_dirs(bindir: Path) -> dict[str, str]:
@@ -131,14 +135,14 @@ def bench_runner(bindir: Path, rounds: int) -> None:
     """The launcher's own process: ``LAUNCHER /bin/true`` minus ``/bin/true``."""
     env = _env(bindir, "none")
     true = "/bin/true"
-    bare = _median(lambda: _wall([true], env), rounds)
-    print("runner process before exec (LAUNCHER /bin/true minus /bin/true), ms")
+    bare, bare_min = _median(lambda: _wall([true], env), rounds)
+    print("runner process before exec (LAUNCHER /bin/true minus /bin/true), ms: median (min)")
     for launcher in ("opentelemetry-instrument", "otel-logkit-instrument"):
-        took = _median(lambda launcher=launcher: _wall([str(bindir / launcher), true], env), rounds)  # type: ignore[misc]
-        print(f"  {launcher:26} {1000 * (took - bare):7.1f}")
-        options = [str(bindir / launcher), "--service_name", "bench", true]
-        took = _median(lambda options=options: _wall(options, env), rounds)  # type: ignore[misc]
-        print(f"  {launcher + ' --service_name':26} {1000 * (took - bare):7.1f}")
+        for options in ([], ["--service_name", "bench"]):
+            args = [str(bindir / launcher), *options, true]
+            took, least = _median(lambda args=args: _wall(args, env), rounds)  # type: ignore[misc]
+            name = " ".join([launcher, *options[:1]])
+            print(f"  {name:40} {1000 * (took - bare):7.1f} ({1000 * (least - bare_min):.1f})")
 
 
 def bench_child(bindir: Path, rounds: int, exporters: str) -> None:
@@ -146,12 +150,12 @@ def bench_child(bindir: Path, rounds: int, exporters: str) -> None:
     python = str(bindir / "python")
     dirs = _sitecustomize_dirs(bindir)
     distro = {"OTEL_PYTHON_DISTRO": "otel_logkit", "OTEL_PYTHON_CONFIGURATOR": "otel_logkit"}
-    bare = _median(lambda: _wall([python, "-c", "pass"], _env(bindir, exporters)), rounds)
-    print(f"child start-up (exporters {exporters}), ms: python -c pass = {1000 * bare:.1f}, plus")
+    bare, bare_min = _median(lambda: _wall([python, "-c", "pass"], _env(bindir, exporters)), rounds)
+    print(f"child start-up (exporters {exporters}), ms: python -c pass = {1000 * bare:.1f}, plus: median (min)")
     for launcher, directory in dirs.items():
         env = _env(bindir, exporters, PYTHONPATH=directory, **(distro if launcher.startswith("otel-logkit") else {}))
-        took = _median(lambda env=env: _wall([python, "-c", "pass"], env), rounds)  # type: ignore[misc]
-        print(f"  sitecustomize of {launcher:24} {1000 * (took - bare):7.1f}")
+        took, least = _median(lambda env=env: _wall([python, "-c", "pass"], env), rounds)  # type: ignore[misc]
+        print(f"  sitecustomize of {launcher:24} {1000 * (took - bare):7.1f} ({1000 * (least - bare_min):.1f})")
     splits = {"official initialize()": _OFFICIAL_SPLIT}
     if "_bootstrap" in dirs["otel-logkit-instrument"]:
         splits["otel-logkit bootstrap"] = _LOGKIT_SPLIT
@@ -188,8 +192,16 @@ def bench_imports(bindir: Path, exporters: str, top: int = 12) -> None:
         print("  " + ", ".join(f"{name} {ms:.0f}" for ms, name in rows[:top]))
 
 
-def _first_response(args: list[str], env: dict[str, str], port: int, timeout: float = 60.0) -> float:
-    """Seconds from spawn to the first answered ``GET /ping`` on 127.0.0.1:``port``."""
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (``/proc``, clock ticks)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _first_response(args: list[str], env: dict[str, str], port: int, timeout: float = 60.0) -> tuple[float, float]:
+    """Seconds from spawn to the first answered ``GET /ping`` on 127.0.0.1:``port``, and the CPU
+    seconds the process had used by then (robust on a shared machine: other processes' load
+    stretches the wall time, not the CPU time)."""
     request = b"GET /ping HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
     started = time.perf_counter()
     process = subprocess.Popen(
@@ -201,12 +213,12 @@ def _first_response(args: list[str], env: dict[str, str], port: int, timeout: fl
                 with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
                     sock.sendall(request)
                     if sock.recv(64).startswith(b"HTTP/1.1 200"):
-                        return time.perf_counter() - started
+                        return time.perf_counter() - started, _cpu_seconds(process.pid)
             except OSError:
                 time.sleep(0.002)
             if process.poll() is not None:
                 break
-        return float("nan")
+        return float("nan"), float("nan")
     finally:
         os.killpg(process.pid, 15)
         process.wait(20)
@@ -219,17 +231,20 @@ def bench_first_response(bindir: Path, rounds: int, exporters: str) -> None:
         "opentelemetry-instrument": [str(bindir / "opentelemetry-instrument")],
         "otel-logkit-instrument": [str(bindir / "otel-logkit-instrument")],
     }
-    results: dict[str, list[float]] = {name: [] for name in variants}
+    results: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
     for _ in range(rounds):
         for name, prefix in variants.items():
             port = _free_port()
             app = [str(bindir / "uvicorn"), "startup_app:app", "--host", "127.0.0.1", "--port", str(port)]
             results[name].append(_first_response([*prefix, *app], _env(bindir, exporters), port))
-    bare = statistics.median(results["uvicorn"])
-    print(f"first answered request (exporters {exporters}), median of {rounds}, s")
+    bare = statistics.median(wall for wall, _ in results["uvicorn"])
+    bare_cpu = statistics.median(cpu for _, cpu in results["uvicorn"])
+    print(f"first answered request (exporters {exporters}), median of {rounds}: wall s, ratio (min); CPU s, ratio")
     for name, runs in results.items():
-        took = statistics.median(runs)
-        print(f"  {name:26} {took:6.3f}  {took / bare:5.2f}x  (min {min(runs):.3f})")
+        took = statistics.median(wall for wall, _ in runs)
+        cpu = statistics.median(c for _, c in runs)
+        least = min(wall for wall, _ in runs)
+        print(f"  {name:26} {took:6.3f} {took / bare:5.2f}x ({least:.3f})   {cpu:6.3f} {cpu / bare_cpu:5.2f}x")
 
 
 def small_venv() -> Path:
