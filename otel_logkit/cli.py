@@ -1,36 +1,46 @@
-"""Command-line entry points: ``otel-logkit-instrument`` and ``otel-logkit doctor``."""
+"""Command-line entry points: ``otel-logkit-instrument`` and ``otel-logkit doctor``.
+
+Imports are local to the command that needs them: ``otel-logkit-instrument`` is on the path to
+an app's first answered request.
+"""
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
-import socket
 import sys
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Sequence
-from typing import Any
-
-from opentelemetry.util.re import parse_env_headers
+from typing import TYPE_CHECKING, Any
 
 from otel_logkit import environment_variables as ev
-from otel_logkit.config import Settings
-from otel_logkit.exceptions import ConfigError
+
+if TYPE_CHECKING:
+    from otel_logkit.config import Settings
 
 
 def instrument_main() -> None:
     """``otel-logkit-instrument [opentelemetry-instrument options] COMMAND [ARGS...]``.
 
-    Validates the configuration (including values given as options) before handing over to the
-    official runner, which execs COMMAND with otel-logkit's distro and configurator selected.
+    Validates the configuration (including values given as options) before handing over, then
+    execs COMMAND with otel-logkit's distro and configurator selected and otel-logkit's
+    sitecustomize first on ``PYTHONPATH``. Without options it execs COMMAND itself, as the official
+    runner would (the runner's argument parser loads every OpenTelemetry variable module); with
+    options, ``--help`` or ``--version`` the official runner parses them.
     """
-    from opentelemetry.instrumentation import auto_instrumentation
-
     os.environ.setdefault("OTEL_PYTHON_DISTRO", "otel_logkit")
     os.environ.setdefault("OTEL_PYTHON_CONFIGURATOR", "otel_logkit")
-    real_execl = auto_instrumentation.execl  # type: ignore[attr-defined]
+    arguments = sys.argv[1:]
+    if not arguments or arguments[0].startswith("-"):
+        _run_official()
+        return
+    _exec(arguments[0], arguments[1:])
+
+
+def _run_official() -> None:
+    from opentelemetry.instrumentation import auto_instrumentation
+
+    official_dir = os.path.dirname(os.path.abspath(auto_instrumentation.__file__))
     requested: list[str] = []
 
     def find(command: str) -> str | None:
@@ -38,18 +48,45 @@ def instrument_main() -> None:
         return which(command)
 
     def checked_execl(executable: str | None, *args: str) -> None:
-        _validate_or_exit()
-        if executable is None:
-            sys.stderr.write(f"otel-logkit-instrument: command not found: {requested[-1] if requested else ''}\n")
-            raise SystemExit(127)
-        real_execl(executable, *args)
+        # The runner has set the options' variables and put its own directory on PYTHONPATH.
+        python_path = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p != official_dir]
+        os.environ["PYTHONPATH"] = os.pathsep.join(python_path)
+        _exec(requested[-1] if requested else "", args[1:], executable)
 
     auto_instrumentation.which = find  # type: ignore[attr-defined,assignment]
     auto_instrumentation.execl = checked_execl  # type: ignore[attr-defined,assignment]
     auto_instrumentation.run()
 
 
+def _exec(command: str, args: Sequence[str], executable: str | None = None) -> None:
+    """Validate, find ``command``, put otel-logkit's sitecustomize first on PYTHONPATH, exec."""
+    _validate_or_exit()
+    executable = executable or which(command)
+    if executable is None:
+        sys.stderr.write(f"otel-logkit-instrument: command not found: {command}\n")
+        raise SystemExit(127)
+    os.environ["PYTHONPATH"] = bootstrap_python_path(os.environ.get("PYTHONPATH"), os.getcwd())
+    os.execl(executable, executable, *args)  # noqa: S606 - running the user's command is the point
+
+
+def bootstrap_python_path(python_path: str | None, cwd: str) -> str:
+    """``PYTHONPATH`` for the command, built as the official runner builds it.
+
+    The current directory is added when absent (apps run from their own executable import from
+    it), and otel-logkit's sitecustomize directory goes first.
+    """
+    from otel_logkit._autoinit import BOOTSTRAP_DIR
+
+    parts = python_path.split(os.pathsep) if python_path else []
+    if cwd not in parts:
+        parts.insert(0, cwd)
+    return os.pathsep.join([BOOTSTRAP_DIR, *(p for p in parts if p != BOOTSTRAP_DIR)])
+
+
 def _validate_or_exit() -> Settings:
+    from otel_logkit.config import Settings
+    from otel_logkit.exceptions import ConfigError
+
     try:
         return Settings.from_env()
     except ConfigError as error:
@@ -59,6 +96,8 @@ def _validate_or_exit() -> Settings:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``otel-logkit doctor``: print the effective configuration and check the OTLP endpoint."""
+    import argparse
+
     parser = argparse.ArgumentParser(prog="otel-logkit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     doctor = sub.add_parser("doctor", help="print the effective configuration and check the OTLP endpoint")
@@ -91,6 +130,9 @@ def mask(name: str, value: str) -> str:
 
 def doctor_main(timeout: float = 3.0, environ: dict[str, str] | None = None) -> int:
     """Print configuration and endpoint health; return 0 only when healthy."""
+    from otel_logkit.config import Settings
+    from otel_logkit.exceptions import ConfigError
+
     environ = dict(os.environ) if environ is None else environ
     try:
         settings = Settings.from_env(environ)
@@ -135,6 +177,8 @@ def _effective(settings: Settings) -> dict[str, Any]:
 
 def _headers(environ: dict[str, str]) -> dict[str, str]:
     """The OTLP headers the logs exporter would send (the SDK's own parser)."""
+    from opentelemetry.util.re import parse_env_headers
+
     headers: dict[str, str] = {}
     for variable in ("OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_LOGS_HEADERS"):
         headers.update(parse_env_headers(environ.get(variable, ""), liberal=True))
@@ -143,6 +187,10 @@ def _headers(environ: dict[str, str]) -> dict[str, str]:
 
 def check_endpoint(settings: Settings, headers: dict[str, str], timeout: float) -> tuple[bool, str]:
     """Send an empty OTLP logs request (HTTP) or open a connection (gRPC) to the endpoint."""
+    import socket
+    import urllib.error
+    import urllib.request
+
     shown = mask("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", settings.otlp_logs_endpoint)
     if settings.otlp_protocol == "grpc":
         parsed = urllib.parse.urlsplit(settings.otlp_logs_endpoint)

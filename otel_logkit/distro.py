@@ -1,19 +1,19 @@
 """Entry points for the official auto-instrumentation runner (``opentelemetry-instrument``).
 
 ``otel-logkit-instrument`` selects these explicitly; plain ``opentelemetry-instrument`` finds them
-through the ``opentelemetry_distro`` and ``opentelemetry_configurator`` entry points.
+through the ``opentelemetry_distro`` and ``opentelemetry_configurator`` entry points. Both run
+the functions of :mod:`otel_logkit._autoinit`, which ``otel-logkit-instrument``'s own sitecustomize
+calls directly.
 """
 
 from __future__ import annotations
 
-import os
-import sys
 from typing import Any
 
 from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr-defined]
 from opentelemetry.sdk._configuration import _BaseConfigurator
 
-from otel_logkit.exceptions import ConfigError
+from otel_logkit import _autoinit
 
 
 class LogkitDistro(BaseDistro):  # type: ignore[misc]
@@ -21,21 +21,11 @@ class LogkitDistro(BaseDistro):  # type: ignore[misc]
     instrumentations that otel-logkit's configurator already applied with its own options."""
 
     def _configure(self, **kwargs: Any) -> None:
-        os.environ.setdefault("OTEL_TRACES_EXPORTER", "otlp")
-        os.environ.setdefault("OTEL_LOGS_EXPORTER", "otlp")
-        os.environ.setdefault("OTEL_METRICS_EXPORTER", "none")
-        os.environ.setdefault("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+        _autoinit.set_defaults()
 
     def load_instrumentor(self, entry_point: Any, **kwargs: Any) -> None:
         """Instrument one library, unless otel-logkit already did (no "already instrumented" noise)."""
-        from otel_logkit.setup import HANDLED_INSTRUMENTATIONS, is_configured
-
-        if entry_point.name in HANDLED_INSTRUMENTATIONS and is_configured():
-            return
-        instrumentor = entry_point.load()()
-        if instrumentor.is_instrumented_by_opentelemetry:
-            return
-        instrumentor.instrument(**kwargs)
+        _autoinit.load_instrumentor(entry_point, **kwargs)
 
 
 class LogkitConfigurator(_BaseConfigurator):
@@ -47,18 +37,4 @@ class LogkitConfigurator(_BaseConfigurator):
     """
 
     def _configure(self, **kwargs: Any) -> None:
-        from otel_logkit.setup import configure
-
-        try:
-            configure()
-        except ConfigError as error:
-            fail_config(error)
-
-
-def fail_config(error: ConfigError) -> None:
-    """Write ``otel-logkit: <error>`` on stderr and exit with code 2 at once."""
-    try:
-        sys.stderr.write(f"otel-logkit: {error}\n")
-        sys.stderr.flush()
-    finally:
-        os._exit(2)
+        _autoinit.configure_or_exit()

@@ -1,0 +1,1 @@
+"""The directory ``otel-logkit-instrument`` puts first on ``PYTHONPATH``: it holds only a sitecustomize."""
