@@ -250,9 +250,11 @@ def _instrument(runtime: _Runtime, redactor: Redactor, disabled: set[str]) -> li
     return done
 
 
-_ON_IMPORT = frozenset({"fastapi", "sqlalchemy", "celery"})
+_ON_IMPORT = frozenset({"fastapi", "sqlalchemy", "celery", "requests"})
 """Instrumentations applied when the app imports the library, not at start-up (importing the
-framework at start-up costs time, and FastAPI's import of anyio before pytest's breaks strict suites)."""
+framework at start-up costs time — requests alone ~70 ms, for apps that never use it — and
+FastAPI's import of anyio before pytest's breaks strict suites). Not httpx: the runners load the
+``httpx2`` entry point of the same instrumentation package, whose import imports httpx half-way."""
 
 
 def _apply(module_name: str, class_name: str, kwargs: dict[str, Any]) -> Any:
