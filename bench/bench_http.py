@@ -19,8 +19,8 @@ with both exports off (``OTEL_*_EXPORTER=none``: what export costs) and with exp
 own threads (``LOGKIT_EXPORT_PROCESS=false``). CPU per request is read from ``/proc`` for the app
 process and, separately, for its descendants (the export helper).
 ``--ablations`` adds otel-logkit runs with the OTLP log or the span export off (where the time goes)
-one with 10 % of traces sampled (``OTEL_TRACES_SAMPLER=parentbased_traceidratio``) and one whose
-app calls ``gc.freeze()`` after start-up.
+one with 10 % of traces sampled (``OTEL_TRACES_SAMPLER=parentbased_traceidratio``) and one with
+``LOGKIT_GC_FREEZE=true``.
 This is a benchmark, not a test: it prints numbers and asserts nothing.
 """
 
@@ -62,15 +62,6 @@ def create_app() -> Any:
     log = structlog.get_logger("bench.app")
     gateway = httpx.AsyncClient(base_url=os.environ["BENCH_GATEWAY_URL"], timeout=10)
     app = FastAPI()
-
-    if os.environ.get("BENCH_GC_FREEZE"):
-        # What README offers for p99: everything alive after start-up moves to the permanent
-        # generation, so full collections no longer walk the app's modules and objects.
-        import gc
-
-        @app.on_event("startup")
-        async def freeze() -> None:
-            gc.freeze()
 
     @app.get("/ping")
     async def ping() -> dict[str, bool]:
@@ -179,7 +170,7 @@ def variants(gateway: str, sink: str, *, ablations: bool = False) -> list[Varian
         result += [
             Variant("  logkit, no log export", logkit_prefix, {**logkit, "OTEL_LOGS_EXPORTER": "none"}),
             Variant("  logkit, no span export", logkit_prefix, {**logkit, "OTEL_TRACES_EXPORTER": "none"}),
-            Variant("  logkit, gc.freeze()", logkit_prefix, {**logkit, "BENCH_GC_FREEZE": "1"}),
+            Variant("  logkit, LOGKIT_GC_FREEZE", logkit_prefix, {**logkit, "LOGKIT_GC_FREEZE": "true"}),
             Variant(
                 "  logkit, 10% sampled",
                 logkit_prefix,

@@ -171,6 +171,7 @@ def _effective(settings: Settings) -> dict[str, Any]:
         ev.LOGKIT_EXPORT_QUEUE_SIZE: settings.export_queue_size,
         ev.LOGKIT_SHUTDOWN_TIMEOUT: settings.shutdown_timeout,
         ev.LOGKIT_EXPORT_PROCESS: "true" if settings.export_process else "false",
+        ev.LOGKIT_GC_FREEZE: "true" if settings.gc_freeze else "false",
         ev.LOGKIT_SQL_COMMENTER: "true" if settings.sql_commenter else "false",
     }
 

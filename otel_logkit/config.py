@@ -70,6 +70,7 @@ class Settings:
     export_queue_size: int = 20_000
     shutdown_timeout: float = 5.0
     export_process: bool = True
+    gc_freeze: bool = False
     sql_commenter: bool = False
     request_buffer: int | None = None
     request_buffer_max: int = 200
@@ -161,6 +162,7 @@ class Settings:
             ),
             shutdown_timeout=_seconds(ev.LOGKIT_SHUTDOWN_TIMEOUT, get(ev.LOGKIT_SHUTDOWN_TIMEOUT), 5.0),
             export_process=_bool(ev.LOGKIT_EXPORT_PROCESS, get(ev.LOGKIT_EXPORT_PROCESS), default=True),
+            gc_freeze=_bool(ev.LOGKIT_GC_FREEZE, get(ev.LOGKIT_GC_FREEZE)),
             sql_commenter=_bool(ev.LOGKIT_SQL_COMMENTER, get(ev.LOGKIT_SQL_COMMENTER)),
             request_buffer=_buffer_level(get(ev.LOGKIT_REQUEST_BUFFER)),
             request_buffer_max=_int(ev.LOGKIT_REQUEST_BUFFER_MAX, get(ev.LOGKIT_REQUEST_BUFFER_MAX), 200, 1, 100_000),

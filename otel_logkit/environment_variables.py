@@ -51,6 +51,12 @@ LOGKIT_EXPORT_PROCESS = "LOGKIT_EXPORT_PROCESS"
 the app's interpreter (default ``true``; exporters passed to ``configure()`` and the ``console``
 span exporter always stay in the app)."""
 
+LOGKIT_GC_FREEZE = "LOGKIT_GC_FREEZE"
+"""``true``/``false``: at the first request a process serves, move every object start-up left
+alive into the interpreter's permanent generation (``gc.freeze()``), so that full garbage
+collections no longer walk them: a lower p99 (default ``false``: it changes when the app's own
+start-up memory can be reclaimed)."""
+
 LOGKIT_SQL_COMMENTER = "LOGKIT_SQL_COMMENTER"
 """``true``/``false``: append a sqlcommenter comment with ``traceparent`` and ``request_id`` to
 every SQL statement SQLAlchemy sends, so the database's own logs name the request and the trace
@@ -91,6 +97,7 @@ ALL: tuple[str, ...] = (
     LOGKIT_EXPORT_QUEUE_SIZE,
     LOGKIT_SHUTDOWN_TIMEOUT,
     LOGKIT_EXPORT_PROCESS,
+    LOGKIT_GC_FREEZE,
     LOGKIT_SQL_COMMENTER,
     LOGKIT_REQUEST_BUFFER,
     LOGKIT_REQUEST_BUFFER_MAX,

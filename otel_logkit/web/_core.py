@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import gc
+import os
 import re
 import time
 from contextvars import Token
@@ -86,6 +88,18 @@ class RequestState:
         self.inner_token: Token[otel_context.Context] | None = None
 
 
+_frozen_in: set[int] = set()
+
+
+def freeze_start_up_objects() -> None:
+    """``LOGKIT_GC_FREEZE``: once per process, before its first request (the middleware is built
+    then), move what start-up left alive to the permanent generation (``gc.freeze()``)."""
+    pid = os.getpid()
+    if pid not in _frozen_in:
+        _frozen_in.add(pid)
+        gc.freeze()
+
+
 class RequestLogging:
     """Writes the access and error lines of requests, configured once per middleware.
 
@@ -100,6 +114,8 @@ class RequestLogging:
     """
 
     def __init__(self, settings: Settings, redactor: BodySummarizer | None) -> None:
+        if settings.gc_freeze:
+            freeze_start_up_objects()
         self.settings = settings
         self.redactor: BodySummarizer = redactor if redactor is not None else configured_redactor(settings)
         patterns = settings.excluded_urls

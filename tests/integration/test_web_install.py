@@ -251,3 +251,32 @@ def test_a_starlette_app_is_freed_on_zero_refcount_as_without_otel_logkit() -> N
     assert _freed_after_a_request()  # bare
     for _ in configured():
         assert _freed_after_a_request()
+
+
+@pytest.mark.parametrize("enabled", [True, False], ids=["LOGKIT_GC_FREEZE=true", "default"])
+def test_gc_freeze_before_the_first_request_only_when_asked(enabled: bool) -> None:
+    """LOGKIT_GC_FREEZE=true: start-up objects go to the permanent generation at the first request."""
+    import gc
+
+    from fastapi import FastAPI
+
+    from otel_logkit.web import _core
+
+    gc.unfreeze()
+    _core._frozen_in.clear()
+    try:
+        for _ in configured(gc_freeze=enabled):
+            app = FastAPI()
+
+            @app.get("/x")
+            async def x() -> dict[str, int]:
+                return {"x": 1}
+
+            assert gc.get_freeze_count() == 0
+            assert get(app, "/x").status_code == 200
+            assert get(app, "/x").status_code == 200
+            frozen = gc.get_freeze_count()
+            assert (frozen > 0) is enabled
+    finally:
+        gc.unfreeze()
+        _core._frozen_in.clear()
