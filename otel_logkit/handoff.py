@@ -67,6 +67,7 @@ MAX_FRAME = 64 * 1024 * 1024
 DROP_REPORT_INTERVAL = 10.0
 """Seconds between two WARNING lines about records dropped or lost at the hand-off."""
 _CHUNK = 256
+_WAKE_AT = 4 * _CHUNK
 _SPAN_WEIGHT = 1024
 _PIPE_SIZE = 1024 * 1024
 _F_SETPIPE_SZ = 1031
@@ -315,9 +316,10 @@ class HelperChannel(LogSink):
             self._dropped += 1  # a lost increment under a thread race only under-counts by one
             return
         self._queued_bytes += size  # approximate under threads: a bound, not an account
-        self._records.append((item, size))
-        if len(self._records) >= 4 * _CHUNK:
-            self._wake.set()
+        records = self._records
+        records.append((item, size))
+        if len(records) == _WAKE_AT:
+            self._wake.set()  # once per burst, not on every record after it
 
     def _start(self) -> None:
         with self._start_lock:
