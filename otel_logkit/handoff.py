@@ -184,6 +184,8 @@ class HelperChannel(LogSink):
         spans: whether spans are.
         interval: seconds between two hand-offs.
         max_pending_bytes: serialized bytes held for a helper that does not read.
+        redact_span: applied to each span before it leaves the app (the detectors the app
+            registered are code of the app's, which the helper never imports).
     """
 
     __slots__ = (
@@ -213,6 +215,7 @@ class HelperChannel(LogSink):
         "_process",
         "_queued_bytes",
         "_records",
+        "_redact_span",
         "_report",
         "_restart_at",
         "_restarts",
@@ -239,8 +242,10 @@ class HelperChannel(LogSink):
         interval: float = 0.1,
         max_bytes: int = 64 * 1024 * 1024,
         max_pending_bytes: int = 8 * 1024 * 1024,
+        redact_span: Callable[[ReadableSpan], ReadableSpan] | None = None,
     ) -> None:
         self._settings = settings
+        self._redact_span = redact_span
         self._logs = logs
         self._spans = spans
         self._hello = _frame(
@@ -455,6 +460,8 @@ class HelperChannel(LogSink):
                     logs = []
             else:
                 try:
+                    if self._redact_span is not None:
+                        item = self._redact_span(item)
                     spans.append(span_tuple(item))
                 except Exception as error:  # noqa: BLE001 - one odd span must not cost the batch
                     self._dropped += 1

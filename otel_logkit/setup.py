@@ -31,7 +31,7 @@ from otel_logkit.handoff import HelperChannel, SpanHandoff
 from otel_logkit.logs import chain, stdlib
 from otel_logkit.logs.health import ExportHealth, ReportingSpanExporter
 from otel_logkit.logs.sink import LogSink
-from otel_logkit.redact import RedactingSpanExporter, Redactor
+from otel_logkit.redact import RedactingSpanExporter, Redactor, registered_detectors
 
 if TYPE_CHECKING:
     from opentelemetry.sdk._logs.export import LogRecordExporter
@@ -179,7 +179,15 @@ def _export_paths(
     logs_moved = movable and log_exporter is None and settings.logs_exporter == "otlp"
     spans_moved = movable and span_exporter is None and settings.traces_exporter == "otlp"
     if logs_moved or spans_moved:
-        runtime.channel = HelperChannel(settings, resource, _report, logs=logs_moved, spans=spans_moved)
+        # Detectors the app registered are its own code: the helper, which never imports the
+        # app, cannot run them, so spans are also redacted here when there are any.
+        redactor = runtime.redactor
+        redact_span = None
+        if redactor is not None and registered_detectors():
+            redact_span = RedactingSpanExporter(SpanExporter(), redactor).redact_span  # its redaction only
+        runtime.channel = HelperChannel(
+            settings, resource, _report, logs=logs_moved, spans=spans_moved, redact_span=redact_span
+        )
     if logs_moved:
         runtime.log_queue = runtime.channel
     elif log_exporter is not None or settings.logs_exporter == "otlp":

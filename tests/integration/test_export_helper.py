@@ -441,3 +441,32 @@ def test_a_burst_of_spans_past_the_helpers_queue_is_counted_and_reported_once() 
     assert 1 <= len(reports) <= 2, reports
     assert sum(report["dropped"] for report in reports) >= 3000 - 200 - 512
     assert not [line for line in lines if "Queue full, dropping" in line["message"]]
+
+
+def test_detectors_the_app_registers_redact_its_spans_before_they_leave() -> None:
+    """A detector is the app's own code, which the helper never imports: spans are redacted in
+    the app too, so that the account number never reaches the helper nor the collector."""
+    body = textwrap.dedent(
+        """
+        import otel_logkit
+        from opentelemetry import trace
+
+        otel_logkit.register_detector("account", r"ACCT-[0-9]{6}", triggers=("ACCT-",))
+        otel_logkit.configure(instrument=False)
+        with trace.get_tracer("app").start_as_current_span("transfer", attributes={"note": "to ACCT-123456"}):
+            otel_logkit.get_logger("app").info("transfer", note="to ACCT-654321")
+        assert otel_logkit.force_flush(10)
+        """
+    )
+    with otlp_receiver() as receiver:
+        result = subprocess.run(
+            [sys.executable, "-c", body], env=env_for(receiver), capture_output=True, text=True, timeout=60, check=False
+        )
+        assert result.returncode == 0, result.stderr
+        spans = [span for span in receiver.spans if span.name == "transfer"]
+        logs = [log for log in receiver.logs if log.body == "transfer"]
+    assert len(spans) == 1
+    assert len(logs) == 1
+    assert "ACCT-123456" not in str(spans[0].attributes)
+    assert "ACCT-654321" not in str(logs[0].attributes)
+    assert "ACCT-654321" not in result.stdout
