@@ -43,6 +43,15 @@ def access_lines(lines: list[dict[str, Any]], route: str = "/products") -> list[
     return [line for line in lines if line.get("route") == route and "status_code" in line and "trace_id" in line]
 
 
+def serve_products(args: list[str], env: dict[str, str], port: int, requests: int = 1) -> tuple[str, str]:
+    """Start ``args``, GET ``/products`` ``requests`` times, SIGTERM it; return (stdout, stderr)."""
+    with running(args, env, port=port) as process:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            for _ in range(requests):
+                assert 200 == client.get("/products").status_code
+        return stop(process, timeout=30)
+
+
 def run(args: list[str], env: dict[str, str], cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     """Run a command to completion (bounded) and capture its output."""
     return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=30, check=False)
@@ -51,10 +60,7 @@ def run(args: list[str], env: dict[str, str], cwd: Path = ROOT) -> subprocess.Co
 def test_fast_path_instruments_the_app() -> None:
     """Without runner options: app lines with trace ids, one access line per request."""
     port = free_port()
-    with running(shop(port), base_env(OTEL_SERVICE_NAME="shop", **QUIET), port=port) as process:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-            assert 200 == client.get("/products").status_code
-        out, err = stop(process)
+    out, err = serve_products(shop(port), base_env(OTEL_SERVICE_NAME="shop", **QUIET), port)
     lines = json_lines(out)
     assert not err.strip(), err
     [access] = access_lines(lines)
@@ -79,10 +85,7 @@ def test_runner_option_sets_its_variable_for_the_app() -> None:
     """``--service_name`` (parsed by the official runner) reaches the app's lines."""
     port = free_port()
     args = shop(port, options=("--service_name", "from-option"))
-    with running(args, base_env(OTEL_SERVICE_NAME="from-env", **QUIET), port=port) as process:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-            assert 200 == client.get("/products").status_code
-        out, _ = stop(process)
+    out, _ = serve_products(args, base_env(OTEL_SERVICE_NAME="from-env", **QUIET), port)
     [access] = access_lines(json_lines(out))
     assert "from-option" == access["service"]
 
@@ -116,11 +119,7 @@ def test_no_command_is_a_usage_error() -> None:
 def test_two_workers_are_both_instrumented() -> None:
     """``--workers 2``: each worker, started by uvicorn, gets the sitecustomize through PYTHONPATH."""
     port = free_port()
-    with running(shop(port, "--workers", "2"), base_env(**QUIET), port=port) as process:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-            for _ in range(20):
-                assert 200 == client.get("/products").status_code
-        out, _ = stop(process, timeout=30)
+    out, _ = serve_products(shop(port, "--workers", "2"), base_env(**QUIET), port, requests=20)
     lines = json_lines(out)
     started = [line for line in lines if line["message"].startswith("Started server process")]
     assert 2 == len(started)
@@ -148,10 +147,7 @@ def test_plain_opentelemetry_instrument_still_instruments_the_app() -> None:
     """Plain ``opentelemetry-instrument uvicorn`` finds otel-logkit through its entry points."""
     port = free_port()
     args = shop(port, runner="opentelemetry-instrument")
-    with running(args, base_env(OTEL_SERVICE_NAME="plain", **QUIET), port=port) as process:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-            assert 200 == client.get("/products").status_code
-        out, err = stop(process)
+    out, err = serve_products(args, base_env(OTEL_SERVICE_NAME="plain", **QUIET), port)
     [access] = access_lines(json_lines(out))
     assert "plain" == access["service"]
     assert "Failed to auto initialize" not in err
