@@ -66,6 +66,8 @@ MAX_FRAME = 64 * 1024 * 1024
 
 DROP_REPORT_INTERVAL = 10.0
 """Seconds between two WARNING lines about records dropped or lost at the hand-off."""
+DEATH_REPORT_INTERVAL = 600.0
+"""Seconds between two WARNING lines about helpers that exited (the first is written at once)."""
 _CHUNK = 256
 _WAKE_AT = 4 * _CHUNK
 _SPAN_WEIGHT = 1024
@@ -195,6 +197,7 @@ class HelperChannel(LogSink):
         "_broken",
         "_cond",
         "_counts",
+        "_deaths_unreported",
         "_dropped",
         "_dropped_total",
         "_fails",
@@ -204,10 +207,12 @@ class HelperChannel(LogSink):
         "_given_up",
         "_hello",
         "_interval",
+        "_last_death_report",
         "_last_report",
         "_logs",
         "_lost",
         "_lost_total",
+        "_lost_unreported",
         "_max_bytes",
         "_max_pending_bytes",
         "_max_records",
@@ -290,6 +295,9 @@ class HelperChannel(LogSink):
         self._restart_at = 0.0
         self._fails = 0
         self._restarts = 0
+        self._deaths_unreported = 0
+        self._lost_unreported = 0
+        self._last_death_report = 0.0
         self._given_up = 0
         self._backoff = 0.0
         self._dropped = 0
@@ -594,11 +602,24 @@ class HelperChannel(LogSink):
             self._given_up = self._flush_requested  # what it held is gone: a waiting flush ends now
             self._cond.notify_all()
         self._restarts += 1
-        self._report(
-            "warning",
-            "otel-logkit export helper exited; starting another",
-            {"exit_code": process.returncode, "lost_records": lost, "helper_pid": process.pid},
-        )
+        self._deaths_unreported += 1
+        self._lost_unreported += lost
+        now = time.monotonic()
+        if not self._last_death_report or now - self._last_death_report >= DEATH_REPORT_INTERVAL:
+            # One line per death, but a helper that keeps dying (it cannot start) writes one line
+            # per interval, with what it cost since the last.
+            self._report(
+                "warning",
+                "otel-logkit export helper exited; starting another",
+                {
+                    "exit_code": process.returncode,
+                    "lost_records": self._lost_unreported,
+                    "helper_pid": process.pid,
+                    "exits": self._deaths_unreported,
+                },
+            )
+            self._last_death_report = now
+            self._deaths_unreported = self._lost_unreported = 0
         self._schedule_restart()
 
     def _schedule_restart(self) -> None:

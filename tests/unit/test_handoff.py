@@ -106,3 +106,46 @@ def test_values_marshal_refuses_are_sent_as_builtin_types() -> None:
     }
     assert type(decoded["message"]) is str
     assert plain(2**70) == 2**70
+
+
+class ExitedHelper:
+    """Stands for a helper process that has exited."""
+
+    pid = 4242
+    returncode = 1
+
+    def poll(self) -> int:
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        return self.returncode
+
+
+def test_a_helper_that_keeps_dying_is_reported_once_per_interval() -> None:
+    """One WARNING at the first exit; a crash loop adds nothing until the interval has passed,
+    then one line with the exits and losses since."""
+    from otel_logkit.config import Settings
+    from otel_logkit.handoff import HelperChannel
+
+    reports: list[tuple[str, str, dict]] = []
+    channel = HelperChannel(
+        Settings.from_env({}),
+        RESOURCE,
+        lambda level, message, fields: reports.append((level, message, fields)),
+        logs=True,
+        spans=False,
+    )
+    for _ in range(5):
+        channel._appended = 3  # records handed to that helper, none settled
+        channel._helper_gone(ExitedHelper())  # type: ignore[arg-type]
+    assert len(reports) == 1
+    assert reports[0][2]["exits"] == 1
+    assert reports[0][2]["lost_records"] == 3
+    channel._last_death_report -= 601
+    channel._appended = 2
+    channel._helper_gone(ExitedHelper())  # type: ignore[arg-type]
+    assert len(reports) == 2
+    assert reports[1][2]["exits"] == 5
+    assert reports[1][2]["lost_records"] == 14
+    assert channel.restarts == 6
+    assert channel.dropped_total == 17
