@@ -86,6 +86,10 @@ class Settings:
     otlp_traces_endpoint: str = "http://localhost:4318/v1/traces"
     resource_attributes: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
+    def fields(self) -> dict[str, Any]:
+        """Every field's value, by name (to build changed settings, or to send them on)."""
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
     @property
     def log_level_name(self) -> str:
         """The level as its upper-case name, e.g. ``INFO``."""

@@ -31,7 +31,6 @@ from collections.abc import Iterator
 from types import MappingProxyType
 from typing import Any
 
-import structlog
 from opentelemetry import context
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
 from opentelemetry.sdk.resources import Resource
@@ -42,10 +41,11 @@ from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode,
 
 from otel_logkit import exporters
 from otel_logkit.config import Settings
-from otel_logkit.handoff import DROP_REPORT_INTERVAL, FLUSH, FLUSH_BODY, FRAME, HELLO, LOGS, MAX_FRAME, SPANS, STATS
+from otel_logkit.handoff import FLUSH, FLUSH_BODY, FRAME, HELLO, LOGS, MAX_FRAME, SPANS, STATS
 from otel_logkit.logs import chain, stdlib
-from otel_logkit.logs.health import ExportHealth, ReportingSpanExporter
+from otel_logkit.logs.health import ExportHealth, ReportingSpanExporter, report_line
 from otel_logkit.logs.otlp import LogExportQueue
+from otel_logkit.logs.sink import OncePerInterval
 from otel_logkit.redact import Redactor
 
 _STATS_INTERVAL = 0.25
@@ -178,7 +178,7 @@ class Helper:
         self.span_capacity = int(os.environ.get("OTEL_BSP_MAX_QUEUE_SIZE") or settings.export_queue_size)
         self.spans_handed = 0
         self.span_drops_unreported = 0
-        self.last_span_report = 0.0
+        self.span_drop_reports = OncePerInterval()
         if hello["spans"]:
             batch = int(os.environ.get("OTEL_BSP_MAX_EXPORT_BATCH_SIZE") or 512)
             self.spans, self.span_exporter = exporters.otlp_span_pipeline(
@@ -232,11 +232,9 @@ class Helper:
         self.spans_handed += 1
 
     def _report_span_drops(self, *, force: bool = False) -> None:
-        now = time.monotonic()
-        if not self.span_drops_unreported or (not force and now - self.last_span_report < DROP_REPORT_INTERVAL):
+        if not self.span_drops_unreported or not self.span_drop_reports.due(force=force):
             return
         dropped, self.span_drops_unreported = self.span_drops_unreported, 0
-        self.last_span_report = now
         _report(
             "warning",
             "spans dropped from the OTLP export: queue full",
@@ -287,8 +285,7 @@ class Helper:
 _MISSING: Any = object()
 
 
-def _report(level: str, message: str, fields: dict[str, Any]) -> None:
-    getattr(structlog.get_logger("otel_logkit"), level)(message, **fields)
+_report = report_line
 
 
 def run(read_fd: int, stats_fd: int) -> None:

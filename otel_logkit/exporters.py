@@ -7,7 +7,6 @@ exporters, ``requests`` or protobuf.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from opentelemetry.sdk._logs import LogRecordLimits
@@ -16,11 +15,9 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from otel_logkit.config import Settings
-from otel_logkit.logs.health import ExportHealth, ReportingSpanExporter
+from otel_logkit.logs.health import ExportHealth, Report, ReportingSpanExporter
 from otel_logkit.logs.otlp import LogExportQueue
 from otel_logkit.redact import RedactingSpanExporter, Redactor
-
-Report = Callable[[str, str, dict[str, Any]], None]
 
 
 def otlp_exporter(settings: Settings, signal_name: str) -> Any:

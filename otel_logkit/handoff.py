@@ -52,7 +52,8 @@ from structlog.typing import EventDict
 
 from otel_logkit import _failsafe, _fork
 from otel_logkit.config import Settings
-from otel_logkit.logs.sink import LogSink, plain, weight
+from otel_logkit.logs.health import Report
+from otel_logkit.logs.sink import LogSink, OncePerInterval, plain, weight
 
 FRAME = struct.Struct("<IB")
 """Frame header: payload length, kind."""
@@ -64,8 +65,6 @@ STATS = struct.Struct("<6Q")
 dropped), log records exported, spans exported, records dropped in the helper."""
 MAX_FRAME = 64 * 1024 * 1024
 
-DROP_REPORT_INTERVAL = 10.0
-"""Seconds between two WARNING lines about records dropped or lost at the hand-off."""
 DEATH_REPORT_INTERVAL = 600.0
 """Seconds between two WARNING lines about helpers that exited (the first is written at once)."""
 _CHUNK = 256
@@ -75,8 +74,6 @@ _PIPE_SIZE = 1024 * 1024
 _F_SETPIPE_SZ = 1031
 _RESTART_BACKOFF_MAX = 30.0
 _STABLE_AFTER = 10.0
-
-Report = Callable[[str, str, dict[str, Any]], None]
 
 
 _KIND_VALUES = {kind: kind.value for kind in SpanKind}
@@ -193,10 +190,10 @@ class HelperChannel(LogSink):
     __slots__ = (
         "__weakref__",
         "_appended",
-        "_backoff",
         "_broken",
         "_cond",
         "_counts",
+        "_death_reports",
         "_deaths_unreported",
         "_dropped",
         "_dropped_total",
@@ -207,9 +204,8 @@ class HelperChannel(LogSink):
         "_given_up",
         "_hello",
         "_interval",
-        "_last_death_report",
-        "_last_report",
         "_logs",
+        "_loss_reports",
         "_lost",
         "_lost_total",
         "_lost_unreported",
@@ -224,7 +220,6 @@ class HelperChannel(LogSink):
         "_report",
         "_restart_at",
         "_restarts",
-        "_settings",
         "_spans",
         "_spawned_at",
         "_start_lock",
@@ -249,7 +244,6 @@ class HelperChannel(LogSink):
         max_pending_bytes: int = 8 * 1024 * 1024,
         redact_span: Callable[[ReadableSpan], ReadableSpan] | None = None,
     ) -> None:
-        self._settings = settings
         self._redact_span = redact_span
         self._logs = logs
         self._spans = spans
@@ -258,10 +252,7 @@ class HelperChannel(LogSink):
             pickle.dumps(
                 {
                     # Plain fields (a frozen dataclass with a read-only mapping does not pickle).
-                    "settings": {
-                        name: dict(value) if name == "resource_attributes" else value
-                        for name, value in ((f, getattr(settings, f)) for f in Settings.__dataclass_fields__)
-                    },
+                    "settings": {**settings.fields(), "resource_attributes": dict(settings.resource_attributes)},
                     "resource": dict(resource.attributes),
                     "schema_url": resource.schema_url,
                     "app_pid": os.getpid(),
@@ -297,14 +288,13 @@ class HelperChannel(LogSink):
         self._restarts = 0
         self._deaths_unreported = 0
         self._lost_unreported = 0
-        self._last_death_report = 0.0
+        self._death_reports = OncePerInterval(DEATH_REPORT_INTERVAL)
         self._given_up = 0
-        self._backoff = 0.0
         self._dropped = 0
         self._dropped_total = 0
         self._lost = 0
         self._lost_total = 0
-        self._last_report = 0.0
+        self._loss_reports = OncePerInterval()
         self._flush_requested = 0
         self._flush_sent = 0
         self._flush_deadline = 0.0
@@ -604,8 +594,7 @@ class HelperChannel(LogSink):
         self._restarts += 1
         self._deaths_unreported += 1
         self._lost_unreported += lost
-        now = time.monotonic()
-        if not self._last_death_report or now - self._last_death_report >= DEATH_REPORT_INTERVAL:
+        if self._death_reports.due():
             # One line per death, but a helper that keeps dying (it cannot start) writes one line
             # per interval, with what it cost since the last.
             self._report(
@@ -618,15 +607,14 @@ class HelperChannel(LogSink):
                     "exits": self._deaths_unreported,
                 },
             )
-            self._last_death_report = now
             self._deaths_unreported = self._lost_unreported = 0
         self._schedule_restart()
 
     def _schedule_restart(self) -> None:
         lived = time.monotonic() - self._spawned_at if self._spawned_at else 0.0
         self._fails = 0 if lived > _STABLE_AFTER else self._fails + 1
-        self._backoff = 0.0 if self._fails <= 1 else min(_RESTART_BACKOFF_MAX, 0.5 * 2 ** (self._fails - 2))
-        self._restart_at = time.monotonic() + self._backoff
+        backoff = 0.0 if self._fails <= 1 else min(_RESTART_BACKOFF_MAX, 0.5 * 2 ** (self._fails - 2))
+        self._restart_at = time.monotonic() + backoff
 
     def _close_pipes(self) -> None:
         for fd in (self._write_fd, self._stats_fd):
@@ -637,16 +625,12 @@ class HelperChannel(LogSink):
         self._process = None
 
     def _report_losses(self, *, force: bool = False) -> None:
-        if not self._dropped and not self._lost:
-            return
-        now = time.monotonic()
-        if not force and now - self._last_report < DROP_REPORT_INTERVAL:
+        if (not self._dropped and not self._lost) or not self._loss_reports.due(force=force):
             return
         dropped, self._dropped = self._dropped, 0
         lost, self._lost = self._lost, 0
         self._dropped_total += dropped
         self._lost_total += lost
-        self._last_report = now
         if dropped:
             self._report(
                 "warning",

@@ -29,7 +29,7 @@ from otel_logkit.config import Settings
 from otel_logkit.gateways.hooks import install_failure_observers, instrument_kwargs, uninstall_failure_observers
 from otel_logkit.handoff import HelperChannel, SpanHandoff
 from otel_logkit.logs import chain, stdlib
-from otel_logkit.logs.health import ExportHealth, ReportingSpanExporter
+from otel_logkit.logs.health import ExportHealth, ReportingSpanExporter, report_line
 from otel_logkit.logs.sink import LogSink
 from otel_logkit.redact import RedactingSpanExporter, Redactor, registered_detectors
 
@@ -37,7 +37,6 @@ if TYPE_CHECKING:
     from opentelemetry.sdk._logs.export import LogRecordExporter
 from otel_logkit.web import native as native_fastapi
 
-_INTERNAL_LOGGER = "otel_logkit"
 # (entry-point name, library module, instrumentation module, instrumentor class)
 _INSTRUMENTATIONS = (
     ("fastapi", "fastapi", "opentelemetry.instrumentation.fastapi", "FastAPIInstrumentor"),
@@ -109,7 +108,7 @@ def configure(
         if settings is None:
             settings = Settings.from_env(**overrides)
         elif overrides:
-            settings = Settings.from_env({}, **{**_fields(settings), **overrides})
+            settings = Settings.from_env({}, **{**settings.fields(), **overrides})
         runtime = _Runtime(settings=settings, writer=stdlib.LineWriter(stream or sys.stdout))
         # One redactor (its patterns compiled once) for every boundary where data leaves.
         runtime.redactor = redactor = Redactor.from_settings(settings)
@@ -150,12 +149,7 @@ def configure(
         return settings
 
 
-def _fields(settings: Settings) -> dict[str, Any]:
-    return {name: getattr(settings, name) for name in Settings.__dataclass_fields__}
-
-
-def _report(level: str, message: str, fields: dict[str, Any]) -> None:
-    getattr(structlog.get_logger(_INTERNAL_LOGGER), level)(message, **fields)
+_report = report_line
 
 
 def _helper_possible() -> bool:

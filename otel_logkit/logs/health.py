@@ -21,6 +21,13 @@ Report = Callable[[str, str, dict[str, Any]], None]
 """Called as ``report(level, message, fields)`` to write one line."""
 
 
+def report_line(level: str, message: str, fields: dict[str, Any]) -> None:
+    """The :data:`Report` of otel-logkit's own lines: one line of the ``otel_logkit`` logger."""
+    import structlog
+
+    getattr(structlog.get_logger("otel_logkit"), level)(message, **fields)
+
+
 class ExportHealth:
     """Tracks whether OTLP exports are failing, per signal; reports state changes once.
 

@@ -30,7 +30,7 @@ from otel_logkit import _failsafe, _fork
 from otel_logkit._event_keys import NS_KEY
 from otel_logkit.logs.health import ExportHealth
 from otel_logkit.logs.processors import utf8_safe
-from otel_logkit.logs.sink import LogSink
+from otel_logkit.logs.sink import LogSink, OncePerInterval
 from otel_logkit.logs.sink import weight as _weight
 
 _SEVERITY: dict[str, SeverityNumber] = {
@@ -58,9 +58,6 @@ _NOT_ATTRIBUTES = frozenset({"color_message"}) | frozenset(
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _DEFAULT_FLAGS = TraceFlags(TraceFlags.DEFAULT)
 _MAX_DEPTH = 8
-
-DROP_REPORT_INTERVAL = 10.0
-"""Seconds between two WARNING lines reporting records dropped from the export."""
 
 
 def to_attribute(value: Any, depth: int = 0, *, limit: int | None = None) -> Any:  # noqa: PLR0911 - one flat dispatch on type
@@ -198,7 +195,7 @@ class LogExportQueue(LogSink):
         self._dropped_total = 0
         self._exported_total = 0
         self._attempted_total = 0
-        self._last_drop_report = 0.0
+        self._drop_reports = OncePerInterval()
         self._shutdown = False
         self._flush_requested = False
         self._start_worker()
@@ -379,15 +376,11 @@ class LogExportQueue(LogSink):
         return ReadableLogRecord(log_record=record, resource=self._resource, instrumentation_scope=self._scope)
 
     def _maybe_report_drops(self, force: bool = False) -> None:
-        if not self._dropped or self._report_drops is None:
-            return
-        now = time.monotonic()
-        if not force and now - self._last_drop_report < DROP_REPORT_INTERVAL:
+        if not self._dropped or self._report_drops is None or not self._drop_reports.due(force=force):
             return
         with self._drop_lock:
             dropped, self._dropped = self._dropped, 0
         self._dropped_total += dropped
-        self._last_drop_report = now
         self._report_drops(dropped)
 
     # -- lifecycle ------------------------------------------------------------------------------

@@ -6,11 +6,33 @@ builds an SDK record, so it need not import the exporters either.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from structlog.typing import EventDict, WrappedLogger
 
 from otel_logkit._event_keys import NO_EXPORT_KEY
+
+DROP_REPORT_INTERVAL = 10.0
+"""Seconds between two WARNING lines reporting records dropped from the export."""
+
+
+class OncePerInterval:
+    """Lets a report through at once, then at most once per ``interval`` seconds (or when forced)."""
+
+    __slots__ = ("_interval", "_last")
+
+    def __init__(self, interval: float = DROP_REPORT_INTERVAL) -> None:
+        self._interval = interval
+        self._last: float | None = None
+
+    def due(self, *, force: bool = False) -> bool:
+        """Whether a report may go now; if so, the interval starts again."""
+        now = time.monotonic()
+        if force or self._last is None or now - self._last >= self._interval:
+            self._last = now
+            return True
+        return False
 
 
 def weight(event: EventDict) -> int:

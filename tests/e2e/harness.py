@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from examples.stack.processes import free_port, wait_until  # one copy, shared with make stack
+from tests.support.processes import base_env
 
 ROOT = Path(__file__).resolve().parents[2]
 COLLECTOR_DIR = ROOT / "collector"
@@ -48,12 +49,9 @@ def http_status(url: str, timeout: float = 1.0) -> int | None:
 
 
 def child_env(**extra: str) -> dict[str, str]:
-    """This environment minus OTEL_/LOGKIT_/AWS_ variables (but the export path switch), plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "LOGKIT_", "AWS_", "PYTEST_"))}
-    if "LOGKIT_EXPORT_PROCESS" in os.environ:
-        # The export path under test (`make test-inprocess`, `make e2e-inprocess`): kept for children.
-        env["LOGKIT_EXPORT_PROCESS"] = os.environ["LOGKIT_EXPORT_PROCESS"]
-    env["PYTHONUNBUFFERED"] = "1"
+    """The integration tests' child environment (:func:`tests.support.processes.base_env`) minus
+    AWS_ variables (each backend test sets its own), plus ``extra``."""
+    env = {k: v for k, v in base_env().items() if not k.startswith("AWS_")}
     env.update(extra)
     return env
 
